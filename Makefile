@@ -1,0 +1,34 @@
+# Two commands do all set-up: `make lab` opens the course, `make test` checks it.
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-stamp
+
+.PHONY: lab test test-lib test-notebooks install clean refresh
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[all]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	TLCOURSE_PROFILE=$${TLCOURSE_PROFILE:-quick} $(VENV)/bin/jupyter lab notebooks/
+
+test: test-lib test-notebooks
+
+test-lib: $(STAMP)
+	TLCOURSE_PROFILE=quick $(PY) -m pytest tests/
+
+test-notebooks: $(STAMP)
+	TLCOURSE_PROFILE=quick $(PY) -m pytest --nbval notebooks/
+
+clean:
+	rm -rf $(VENV) .pytest_cache
+
+# Re-run one notebook top to bottom in the quick profile and store its outputs: make refresh NB=notebooks/x.ipynb
+refresh: $(STAMP)
+	test -n "$(NB)" || (echo "usage: make refresh NB=notebooks/NAME.ipynb" && exit 2)
+	TLCOURSE_PROFILE=quick $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace "$(NB)"

@@ -1,0 +1,70 @@
+"""The dependency lists agree, the set-up commands are the ones README gives, and the top-level import is light."""
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _project():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _declared(*extras):
+    project = _project()
+    reqs = list(project["dependencies"])
+    for extra in extras:
+        reqs += project["optional-dependencies"][extra]
+    return sorted(_normal(r) for r in reqs)
+
+
+def _normal(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement).lower()
+
+
+def _pip_section(path: Path) -> list[str]:
+    env = yaml.safe_load(path.read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    # Options (-e ., --extra-index-url) say where packages come from, not which ones.
+    return sorted(_normal(r) for r in pip if not r.startswith("-"))
+
+
+def test_environment_yml_lists_exactly_the_declared_dependencies():
+    assert _pip_section(ROOT / "environment.yml") == _declared("torch", "keras", "course", "test")
+
+
+def test_binder_environment_lists_exactly_the_declared_dependencies():
+    assert _pip_section(ROOT / "binder" / "environment.yml") == _declared("torch", "keras", "course")
+
+
+def test_binder_uses_cpu_builds_of_both_frameworks():
+    text = (ROOT / "binder" / "environment.yml").read_text()
+    assert "download.pytorch.org/whl/cpu" in text
+    assert "tensorflow-cpu" in text and not re.search(r'"tensorflow[=<>]', text)
+
+
+def test_torch_is_pinned_to_the_course_versions():
+    torch_extra = _project()["optional-dependencies"]["torch"]
+    assert "torch==2.14.1" in torch_extra and "torchvision==0.29.1" in torch_extra
+
+
+def test_ci_runs_the_test_command_that_readme_gives():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make lab" in readme
+    assert re.search(r"^make test$", ci, re.M)
+
+
+def test_import_tlcourse_loads_neither_framework():
+    code = (
+        "import sys, tlcourse, tlcourse.data, tlcourse.history; "
+        "tlcourse.data.cards(); "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+    assert out.stdout.strip() == "[]"

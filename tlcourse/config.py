@@ -1,0 +1,66 @@
+"""Which profile is active, where the cache lives, and seeding.
+
+Everything here is plain Python: importing it never imports torch or TensorFlow.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+PROFILES = ("quick", "full")
+DEFAULT_PROFILE = "quick"
+
+_seed: int | None = None
+
+
+def profile() -> str:
+    """The active profile: ``TLCOURSE_PROFILE`` (``quick`` or ``full``), ``quick`` when unset."""
+    name = os.environ.get("TLCOURSE_PROFILE", "").strip().lower() or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(
+            f"TLCOURSE_PROFILE={name!r} is not a profile; set it to one of {', '.join(PROFILES)} "
+            "(quick: embedded data, offline; full: ImageNet weights and real datasets)."
+        )
+    return name
+
+
+def home() -> Path:
+    """The one cache root: ``TLCOURSE_HOME``, else ``~/.cache/tlcourse``. Not created here."""
+    root = os.environ.get("TLCOURSE_HOME", "").strip()
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "tlcourse"
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under the cache root, created on first use."""
+    path = home().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python, NumPy and whichever frameworks are loaded (or get loaded later).
+
+    The seed is remembered, so ``tlcourse.torch`` and ``tlcourse.keras`` apply it when they are
+    first imported; seeding does not force either framework to load.
+    """
+    global _seed
+    _seed = int(seed)
+    os.environ["PYTHONHASHSEED"] = str(_seed)
+    random.seed(_seed)
+    import numpy as np
+
+    np.random.seed(_seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(_seed)
+    if "tensorflow" in sys.modules or "keras" in sys.modules:
+        import keras
+
+        keras.utils.set_random_seed(_seed)
+    return _seed
+
+
+def current_seed() -> int | None:
+    """The seed last given to :func:`seed_everything`, or ``None``."""
+    return _seed

@@ -1,0 +1,1 @@
+"""Embedded datasets (quick profile): registered on import."""

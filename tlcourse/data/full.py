@@ -1,0 +1,1 @@
+"""Full-profile datasets (downloaded once): registered on import."""

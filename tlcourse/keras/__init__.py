@@ -1,0 +1,19 @@
+"""tlcourse for Keras 3 on TensorFlow. Importing this module imports keras; ``tlcourse.torch`` mirrors its names."""
+import os as _os
+
+_os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tlcourse.config import cache_dir as _cache_dir  # noqa: E402
+from tlcourse.config import current_seed as _current_seed  # noqa: E402
+
+# keras.applications keeps downloaded weights under KERAS_HOME; point it at the course's cache
+# root unless the user chose otherwise (it must be set before keras is imported).
+_os.environ.setdefault("KERAS_HOME", str(_cache_dir("keras")))
+
+import keras as _keras  # noqa: E402
+
+if _current_seed() is not None:
+    _keras.utils.set_random_seed(_current_seed())
+
+# Public names, one line per module; tlcourse.torch exports the same ones.

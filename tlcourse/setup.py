@@ -1,0 +1,48 @@
+"""What a notebook's first cell calls: show the profile, device and versions in one line each."""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+
+from tlcourse.config import home, profile
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def framework_versions() -> dict[str, str | None]:
+    """Installed versions of the frameworks and key libraries (``None`` when missing), without importing them."""
+    tf = _version("tensorflow") or _version("tensorflow-cpu")
+    return {
+        "tlcourse": _version("tlcourse"),
+        "torch": _version("torch"),
+        "torchvision": _version("torchvision"),
+        "tensorflow": tf,
+        "keras": _version("keras"),
+        "scikit-learn": _version("scikit-learn"),
+    }
+
+
+def device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``. Imports torch only if it is installed."""
+    if importlib.util.find_spec("torch") is None:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def setup(verbose: bool = True) -> dict:
+    """Report the active profile, the device and the versions; returns them as a dict."""
+    info = {"profile": profile(), "device": device(), "cache": str(home()), **framework_versions()}
+    if verbose:
+        print(f"profile : {info['profile']}   (set TLCOURSE_PROFILE=full for ImageNet weights and real datasets)")
+        print(f"device  : {info['device']}")
+        print(f"cache   : {info['cache']}")
+        versions = ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("profile", "device", "cache") and v)
+        print(f"versions: {versions}")
+    return info
