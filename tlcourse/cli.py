@@ -1,0 +1,489 @@
+"""The ``tlcourse`` command: ``doctor``, ``datasets`` and ``fetch``.
+
+``tlcourse fetch`` fills every cache the ``full`` profile reads (the datasets, and the ImageNet
+weights in torchvision's and Keras's own caches, both kept under the tlcourse cache root), so that a
+workshop room can then run without network. Expected failures (offline, a bad checksum, an unknown
+name) end with a one-line message and exit status 1; usage errors exit with 2.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tlcourse.config import cache_dir, home, profile
+
+TORCH_WEIGHTS_HOST = "download.pytorch.org"
+KERAS_WEIGHTS_HOST = "storage.googleapis.com"
+FRAMEWORKS = ("torch", "keras")
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A ``full``-profile backbone whose ImageNet weights ``tlcourse fetch`` puts in both caches.
+
+    ``torch_file`` and ``keras_files`` are the names the frameworks save the weights under; they
+    only serve to tell, without importing either framework, whether the weights are cached.
+    """
+
+    name: str
+    torch_weights: str  # "<torchvision weights enum>.<member>"
+    torch_file: str
+    keras_application: str  # the keras.applications constructor
+    keras_files: tuple[str, str]  # with the classifier (include_top=True), and without
+
+
+FULL_BACKBONES = (
+    Backbone(
+        "mobilenet_v3_small",
+        "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
+        "mobilenet_v3_small-047dcff4.pth",
+        "MobileNetV3Small",
+        ("weights_mobilenet_v3_small_224_1.0_float.h5", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
+    ),
+    Backbone(
+        "efficientnet_b0",
+        "EfficientNet_B0_Weights.IMAGENET1K_V1",
+        "efficientnet_b0_rwightman-7f5810bc.pth",
+        "EfficientNetB0",
+        ("efficientnetb0.h5", "efficientnetb0_notop.h5"),
+    ),
+    Backbone(
+        "resnet50",
+        "ResNet50_Weights.IMAGENET1K_V2",
+        "resnet50-11ad3fa6.pth",
+        "ResNet50",
+        ("resnet50_weights_tf_dim_ordering_tf_kernels.h5", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ),
+    Backbone(
+        "vgg16",
+        "VGG16_Weights.IMAGENET1K_V1",
+        "vgg16-397923af.pth",
+        "VGG16",
+        ("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ),
+)
+
+
+class CommandError(RuntimeError):
+    """An expected failure of a command: reported in one line, exit status 1."""
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from tlcourse.data.download import DownloadError
+
+    try:
+        return args.handler(args)
+    except (CommandError, DownloadError, KeyError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"tlcourse {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"tlcourse {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tlcourse", description="Tools for the transfer-learning course: check the set-up, list and fetch data."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    doctor = commands.add_parser("doctor", help="versions, GPU, profile, cache and network, in one table")
+    doctor.set_defaults(handler=_doctor)
+
+    datasets = commands.add_parser("datasets", help="list the dataset cards of both profiles")
+    datasets.add_argument("--profile", choices=("quick", "full"), help="only the datasets of this profile")
+    datasets.add_argument("--markdown", action="store_true", help="print a Markdown table (as in datasets.md)")
+    datasets.set_defaults(handler=_datasets)
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="pre-fill the caches the full profile needs (datasets and ImageNet weights), for use offline",
+        description="Download and verify full-profile datasets and backbone weights into the tlcourse cache. "
+        "With no NAMES (or --all) it fetches everything. NAMES may be datasets "
+        f"(see `tlcourse datasets --profile full`) or backbones ({', '.join(b.name for b in FULL_BACKBONES)}).",
+    )
+    fetch.add_argument("names", nargs="*", metavar="NAME", help="datasets or backbones to fetch")
+    fetch.add_argument("--all", action="store_true", help="every full-profile dataset and backbone (the default)")
+    fetch.add_argument("--force", action="store_true", help="download again even what is cached")
+    fetch.add_argument(
+        "--framework", choices=(*FRAMEWORKS, "both"), default="both", help="whose weight cache to fill (default both)"
+    )
+    fetch.set_defaults(handler=_fetch)
+    return parser
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def _doctor(args) -> int:
+    from tlcourse.data import download
+
+    rows = [("python", platform.python_version())]
+    rows += [(label, _version(*dists) or "not installed") for label, dists in _PACKAGES]
+    rows += _gpu_report()
+    chosen_by = "TLCOURSE_PROFILE" if os.environ.get("TLCOURSE_PROFILE") else "default; TLCOURSE_PROFILE unset"
+    rows.append(("profile", f"{profile()} ({chosen_by})"))
+    root = home()
+    size = f"{_human_size(_folder_size(root))}" if root.exists() else "empty: not created yet"
+    rows.append(("cache", f"{root}  ({size})"))
+    servers = _all_hosts()
+    if download.offline_requested():
+        rows.append(("network", "offline: TLCOURSE_OFFLINE is set, nothing will be downloaded"))
+    else:
+        status = download.probe_hosts(servers)
+        answered = [h for h in servers if status[h]]
+        if not answered:
+            rows.append(("network", f"offline: none of the {len(servers)} download servers answered within "
+                                    f"{download.PROBE_TIMEOUT_S:g} s"))
+        else:
+            rows.append(("network", f"online: {len(answered)} of {len(servers)} download servers answer"))
+        rows += [(f"  {host}", "reachable" if status[host] else "unreachable") for host in servers]
+    print(_table(("check", "value"), rows))
+    return 0
+
+
+_PACKAGES = (
+    ("tlcourse", ("tlcourse",)),
+    ("torch", ("torch",)),
+    ("torchvision", ("torchvision",)),
+    ("tensorflow", ("tensorflow", "tensorflow-cpu")),
+    ("keras", ("keras",)),
+    ("numpy", ("numpy",)),
+    ("scikit-learn", ("scikit-learn",)),
+)
+
+
+def _version(*dists: str) -> str | None:
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _gpu_report() -> list[tuple[str, str]]:
+    """One row per framework: the GPUs it sees. Each framework is imported only here, if installed."""
+    rows = []
+    if importlib.util.find_spec("torch") is None:
+        rows.append(("GPU (torch)", "torch not installed"))
+    else:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                rows.append(("GPU (torch)", f"CUDA {torch.version.cuda}: " + ", ".join(names)))
+            else:
+                rows.append(("GPU (torch)", "none: training runs on the CPU"))
+        except Exception as error:  # a broken CUDA set-up should be reported, not crash the doctor
+            rows.append(("GPU (torch)", f"error: {type(error).__name__}: {error}"))
+    if importlib.util.find_spec("tensorflow") is None:
+        rows.append(("GPU (tensorflow)", "tensorflow not installed"))
+    else:
+        try:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            with _native_stderr_silenced():  # TensorFlow's C++ start-up notes would break the table
+                import tensorflow as tf
+
+                gpus = tf.config.list_physical_devices("GPU")
+            rows.append(("GPU (tensorflow)", ", ".join(g.name for g in gpus) if gpus else "none: runs on the CPU"))
+        except Exception as error:
+            rows.append(("GPU (tensorflow)", f"error: {type(error).__name__}: {error}"))
+    return rows
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _all_hosts() -> list[str]:
+    from tlcourse.data import download
+
+    seen: dict[str, None] = {}
+    for dataset in download.REMOTE_FILES:
+        for host in download.hosts(dataset):
+            seen.setdefault(host, None)
+    seen.setdefault(TORCH_WEIGHTS_HOST, None)
+    seen.setdefault(KERAS_WEIGHTS_HOST, None)
+    return list(seen)
+
+
+def _folder_size(root: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(root):
+        for filename in filenames:
+            try:
+                total += (Path(dirpath) / filename).stat().st_size
+            except OSError:
+                pass
+    return total
+
+
+def _human_size(nbytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.1f} TB"
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _datasets(args) -> int:
+    from tlcourse.data import registry
+
+    cards = sorted(registry.cards(args.profile), key=lambda c: (c.profile != "quick", c.name))
+    if args.markdown:
+        print(dataset_markdown(cards))
+        return 0
+    rows = [
+        (c.name, c.profile, c.task, str(len(c.classes)), c.size, c.licence, _chapters(c), _cached(c))
+        for c in cards
+    ]
+    print(_table(("name", "profile", "task", "classes", "size", "licence", "chapters", "cached"), rows, width=30))
+    return 0
+
+
+def dataset_markdown(cards) -> str:
+    """The dataset table of datasets.md: every card with its source, licence, size and chapters."""
+    head = "| name | profile | task | classes | size | source | licence | chapters |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for c in cards:
+        cells = (f"`{c.name}`", c.profile, c.task, str(len(c.classes)), c.size, c.source, c.licence, _chapters(c))
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def _chapters(card) -> str:
+    return ", ".join(f"{n:02d}" for n in card.chapters) or "-"
+
+
+def _cached(card) -> str:
+    if card.profile == "quick":
+        return "embedded"
+    from tlcourse.data import full
+
+    return "yes" if full.is_cached(card.name) else "no"
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+@dataclass
+class _Job:
+    label: str
+    cached: bool
+    hosts: tuple[str, ...]
+    run: Callable[[], str]  # does the work; returns where the result lives
+
+
+def _fetch(args) -> int:
+    from tlcourse.data import download
+
+    jobs, notes = _plan(args)
+    for note in notes:
+        print(note)
+    to_download = [job for job in jobs if args.force or not job.cached]
+    reachable: dict[str, bool] = {}
+    if to_download:
+        command = " ".join(["tlcourse fetch", *args.names])
+        if download.offline_requested():
+            raise CommandError(_offline_message(to_download, "TLCOURSE_OFFLINE is set", command))
+        needed = list(dict.fromkeys(h for job in to_download for h in job.hosts))
+        reachable = download.probe_hosts(needed)
+        if not any(reachable.values()):
+            silent = f"no answer within {download.PROBE_TIMEOUT_S:g} s from {', '.join(needed)}"
+            raise CommandError(_offline_message(to_download, silent, command))
+
+    failures = 0
+    for job in jobs:
+        needs_network = args.force or not job.cached
+        if needs_network and not any(reachable.get(h, False) for h in job.hosts):
+            print(f"  FAILED  {job.label}: {', '.join(job.hosts)} unreachable")
+            failures += 1
+            continue
+        try:
+            where = job.run()
+        except Exception as error:  # noqa: BLE001 -- one failed item must not stop the others
+            print(f"  FAILED  {job.label}: {type(error).__name__}: {error}")
+            failures += 1
+            continue
+        print(f"  ok      {job.label}  ->  {where}")
+    if failures:
+        raise CommandError(
+            f"{failures} of {len(jobs)} items could not be fetched (see above); run the same command again once fixed"
+        )
+    print(f"done: {len(jobs)} items in {home()}")
+    return 0
+
+
+def _plan(args) -> tuple[list[_Job], list[str]]:
+    from tlcourse.data import download, full, registry
+
+    backbones_by_name = {b.name: b for b in FULL_BACKBONES}
+    full_names = registry.names("full")
+    jobs: list[_Job] = []
+    notes: list[str] = []
+    if args.all or not args.names:
+        dataset_names, backbones = full_names, list(FULL_BACKBONES)
+    else:
+        dataset_names, backbones = [], []
+        for name in args.names:
+            if name in backbones_by_name:
+                backbones.append(backbones_by_name[name])
+            elif name in full_names:
+                dataset_names.append(name)
+            else:
+                registry.card(name)  # raises KeyError with suggestions for an unknown name
+                notes.append(f"  {name} is embedded in the quick profile: nothing to fetch")
+
+    for name in dataset_names:
+        parts = full.DERIVED_FROM.get(name, (name,))
+        hosts = tuple(dict.fromkeys(h for part in parts for h in download.hosts(part)))
+        jobs.append(_Job(f"dataset {name}", full.is_cached(name), hosts,
+                         lambda name=name: str(full.prepare(name, force=args.force).parent)))
+
+    frameworks = FRAMEWORKS if args.framework == "both" else (args.framework,)
+    for framework in frameworks:
+        module = "torchvision" if framework == "torch" else "keras"
+        if backbones and importlib.util.find_spec(module) is None:
+            notes.append(f"  skipped {framework} weights: {module} is not installed")
+            continue
+        for backbone in backbones:
+            if framework == "torch":
+                cached = (_torch_checkpoints() / backbone.torch_file).is_file()
+                jobs.append(_Job(f"weights {backbone.name} (torch)", cached, (TORCH_WEIGHTS_HOST,),
+                                 lambda b=backbone: str(_fetch_torch_weights(b, force=args.force))))
+            else:
+                cached = all((_keras_models() / f).is_file() for f in backbone.keras_files)
+                jobs.append(_Job(f"weights {backbone.name} (keras)", cached, (KERAS_WEIGHTS_HOST,),
+                                 lambda b=backbone: str(_fetch_keras_weights(b, force=args.force))))
+    return jobs, notes
+
+
+def _offline_message(jobs: list[_Job], reason: str, command: str) -> str:
+    datasets = [job.label.split()[1] for job in jobs if job.label.startswith("dataset ")]
+    weights: dict[str, list[str]] = {}
+    for job in jobs:
+        if job.label.startswith("weights "):
+            _, backbone, framework = job.label.split()
+            weights.setdefault(backbone, []).append(framework.strip("()"))
+    wanted = []
+    if datasets:
+        wanted.append("datasets " + ", ".join(datasets))
+    if weights:
+        wanted.append("weights " + ", ".join(f"{b} ({'+'.join(f)})" for b, f in weights.items()))
+    return (
+        f"offline ({reason}); not cached yet: {'; '.join(wanted)}. On a machine with network run "
+        f"`{command}`, then copy its cache folder (~/.cache/tlcourse, or its TLCOURSE_HOME) to {home()} "
+        f"on this machine, or set TLCOURSE_HOME to the copy."
+    )
+
+
+def _torch_checkpoints() -> Path:
+    return home() / "torch" / "checkpoints"
+
+
+def _keras_models() -> Path:
+    return home() / "keras" / "models"
+
+
+def _fetch_torch_weights(backbone: Backbone, force: bool = False) -> Path:
+    import torch
+    import torchvision.models
+
+    torch.hub.set_dir(str(cache_dir("torch")))
+    enum_name, member = backbone.torch_weights.split(".")
+    weights = getattr(getattr(torchvision.models, enum_name), member)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    if force:
+        path.unlink(missing_ok=True)
+    # torch.hub downloads to a temporary file and renames it; check_hash compares the sha256 prefix
+    # that torchvision puts in every weight file's name.
+    weights.get_state_dict(progress=True, check_hash=True)
+    return path
+
+
+def _fetch_keras_weights(backbone: Backbone, force: bool = False) -> Path:
+    import socket
+
+    _point_keras_at_cache()
+    import keras
+
+    models = _keras_models()
+    if force:
+        for filename in backbone.keras_files:
+            (models / filename).unlink(missing_ok=True)
+    constructor = getattr(keras.applications, backbone.keras_application)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(60)  # Keras downloads with urllib, which otherwise waits forever
+    try:
+        for include_top in (True, False):
+            constructor(weights="imagenet", include_top=include_top)
+            keras.backend.clear_session()
+    finally:
+        socket.setdefaulttimeout(previous)
+    return models
+
+
+def _point_keras_at_cache() -> None:
+    """Keras reads KERAS_HOME once, when it is imported: set it to the tlcourse cache before that."""
+    target = str(cache_dir("keras"))
+    if "keras" not in sys.modules:
+        os.environ["KERAS_HOME"] = target
+        return
+    from keras.src.backend.config import keras_home
+
+    if os.path.abspath(keras_home()) != os.path.abspath(target):
+        raise CommandError(
+            f"Keras was imported before tlcourse could point it at {target} (it uses {keras_home()}); "
+            "run `tlcourse fetch` in a fresh process"
+        )
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]], width: int | None = None) -> str:
+    """A plain-text table; cells longer than ``width`` are cut with an ellipsis."""
+
+    def fit(cell: str) -> str:
+        return cell if width is None or len(cell) <= width else cell[: width - 1] + "…"
+
+    cells = [tuple(fit(str(c)) for c in row) for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
