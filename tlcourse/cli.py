@@ -258,11 +258,11 @@ def _human_size(nbytes: float) -> str:
 
 
 def _datasets(args) -> int:
-    from tlcourse.data import registry
+    from tlcourse.data import cards_markdown, registry
 
     cards = sorted(registry.cards(args.profile), key=lambda c: (c.profile != "quick", c.name))
     if args.markdown:
-        print(dataset_markdown(cards))
+        print(cards_markdown(cards))
         return 0
     rows = [
         (c.name, c.profile, c.task, str(len(c.classes)), c.size, c.licence, _chapters(c), _cached(c))
@@ -270,16 +270,6 @@ def _datasets(args) -> int:
     ]
     print(_table(("name", "profile", "task", "classes", "size", "licence", "chapters", "cached"), rows, width=30))
     return 0
-
-
-def dataset_markdown(cards) -> str:
-    """The dataset table of datasets.md: every card with its source, licence, size and chapters."""
-    head = "| name | profile | task | classes | size | source | licence | chapters |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
-    for c in cards:
-        cells = (f"`{c.name}`", c.profile, c.task, str(len(c.classes)), c.size, c.source, c.licence, _chapters(c))
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return "\n".join(lines)
 
 
 def _chapters(card) -> str:

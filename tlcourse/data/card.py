@@ -73,3 +73,13 @@ class Dataset:
             f"Dataset({self.card.name!r}: {len(self.train)} train / {len(self.val)} val / "
             f"{len(self.test)} test, {h}x{w}x{c}, {self.num_classes} classes)"
         )
+
+
+def cards_markdown(cards) -> str:
+    """A Markdown table of cards: name, profile, task, classes, size, source, licence, chapters."""
+    lines = ["| name | profile | task | classes | size | source | licence | chapters |", "|---|---|---|---|---|---|---|---|"]
+    for c in cards:
+        chapters = ", ".join(f"{n:02d}" for n in c.chapters) or "-"
+        cells = (f"`{c.name}`", c.profile, c.task, str(len(c.classes)), c.size, c.source, c.licence, chapters)
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
