@@ -12,3 +12,14 @@ def test_torch_trains_after_keras_was_imported_through_tlcourse():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained" in result.stdout
+
+
+def test_torch_trains_when_tensorflow_was_imported_first():
+    code = (
+        "import warnings, tensorflow, tlcourse.torch, torch, torchvision\n"
+        "m = torch.nn.Linear(3, 2); opt = torch.optim.Adam(m.parameters())\n"
+        "m(torch.randn(4, 3)).sum().backward(); opt.step(); print('trained')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained" in result.stdout and "runs without triton" in result.stderr
