@@ -1,0 +1,73 @@
+"""Freeze and unfreeze a PyTorch backbone by named blocks; ``tlcourse.keras.freezing`` mirrors it.
+
+Freezing sets ``requires_grad=False``. BatchNorm layers whose parameters are all frozen are put
+back in eval mode by ``tlcourse.torch.fit`` every epoch, so their running statistics stay the
+pretrained ones (Keras' ``trainable=False`` behaviour). A hand-written loop that calls
+``model.train()`` must do the same itself, or BatchNorm will keep updating its statistics.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from tlcourse.stages import BlockCount, BlockSpec, ParameterTable, resolve_blocks
+from tlcourse.torch.lite0 import EfficientNetLite0, lite0_blocks
+
+SUPPORTED_MODELS = ("EfficientNet-Lite0 (tlcourse.torch.build_lite0)",)
+
+__all__ = ["blocks", "freeze", "unfreeze", "summary"]
+
+
+def blocks(model: nn.Module) -> "OrderedDict[str, nn.Module]":
+    """Block name -> module, input to output (``stem``, ``block1`` ... ``block7``, ``top``)."""
+    if isinstance(model, EfficientNetLite0):
+        return lite0_blocks(model)
+    raise TypeError(
+        f"tlcourse does not know the blocks of a {type(model).__name__}; "
+        f"supported models: {', '.join(SUPPORTED_MODELS)}"
+    )
+
+
+def _is_batchnorm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+_block_map = blocks  # unfreeze's ``blocks`` argument shadows the function
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Freeze every parameter of ``model``; returns the model."""
+    blocks(model)  # the same "unsupported model" error as the rest of this module
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def unfreeze(model: nn.Module, blocks: BlockSpec = "top", train_batchnorm: bool = False) -> nn.Module:
+    """Make the parameters of the chosen blocks trainable; other blocks keep their state.
+
+    blocks: ``"top"``; a block name such as ``"block6"``, meaning that block and every block above
+        it; ``"all"``; an int ``n`` for the last ``n`` blocks; or a list of names for exactly those.
+    train_batchnorm: by default BatchNorm stays frozen inside unfrozen blocks (its scale and shift
+        are not trained and ``fit`` keeps it in eval mode, so its running statistics do not move),
+        which is what fine-tuning on a small dataset wants. ``True`` trains it as well.
+    """
+    block_map = _block_map(model)
+    for name in resolve_blocks(blocks, tuple(block_map)):
+        for module in block_map[name].modules():
+            if _is_batchnorm(module) and not train_batchnorm:
+                continue
+            for parameter in module.parameters(recurse=False):
+                parameter.requires_grad_(True)
+    return model
+
+
+def summary(model: nn.Module) -> ParameterTable:
+    """Trainable and frozen parameters per block, as a table (``print(summary(model))``)."""
+    rows = []
+    for name, block in _block_map(model).items():
+        trainable = sum(p.numel() for p in block.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in block.parameters() if not p.requires_grad)
+        rows.append(BlockCount(name, trainable, frozen))
+    return ParameterTable(rows)

@@ -1,0 +1,101 @@
+"""Staged unfreezing for PyTorch: train the top first, then unfreeze further down, stage by stage.
+
+Mirrors ``tlcourse.keras.staged``. Which blocks train in each stage comes from
+``tlcourse.stages`` (shared by both frameworks); each stage gets a fresh optimizer over exactly the
+parameters it unfreezes, and the History's epochs keep counting across stages.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from tlcourse.history import History
+from tlcourse.stages import Stage, block_lr_factors, resolve_blocks
+from tlcourse.torch.freezing import blocks, freeze, unfreeze
+from tlcourse.torch.train import fit
+
+__all__ = ["Stage", "apply_stage", "block_param_groups", "fit_staged", "DEFAULT_STAGES"]
+
+DEFAULT_STAGES = (Stage("top", epochs=2, lr=1e-3), Stage("block7", epochs=2, lr=1e-4))
+
+
+def apply_stage(model: nn.Module, stage: Stage, train_batchnorm: bool = False) -> tuple[str, ...]:
+    """Freeze everything, then unfreeze the stage's blocks; returns those blocks' names."""
+    freeze(model)
+    unfreeze(model, stage.blocks, train_batchnorm=train_batchnorm)
+    return resolve_blocks(stage.blocks, tuple(blocks(model)))
+
+
+def block_param_groups(model: nn.Module, lr: float, lr_decay: float | None = None) -> list[dict]:
+    """Optimizer parameter groups, one per block with trainable parameters, top block first.
+
+    The top trainable block learns at ``lr``, each block below at ``lr_decay`` times the one
+    above (discriminative learning rates); ``lr_decay=None`` gives them all ``lr``. Each group
+    carries a ``"block"`` key naming its block.
+    """
+    block_map = blocks(model)
+    trainable = {name: [p for p in module.parameters() if p.requires_grad] for name, module in block_map.items()}
+    trainable = {name: params for name, params in trainable.items() if params}
+    factors = block_lr_factors(tuple(trainable), tuple(block_map), lr_decay)
+    return [{"params": trainable[name], "lr": lr * factors[name], "block": name}
+            for name in reversed(block_map) if name in trainable]
+
+
+def _stage_optimizer(model, stage: Stage, optimizer: str, lr_decay: float, fit_kwargs: dict) -> torch.optim.Optimizer:
+    groups = block_param_groups(model, stage.lr, lr_decay)
+    weight_decay = fit_kwargs.get("weight_decay", 0.0)
+    if optimizer == "adam":
+        if weight_decay:
+            return torch.optim.AdamW(groups, lr=stage.lr, weight_decay=weight_decay)
+        return torch.optim.Adam(groups, lr=stage.lr)
+    if optimizer == "sgd":
+        if weight_decay:
+            raise ValueError("lr_decay with optimizer='sgd' does not support weight_decay yet; use 'adam'")
+        return torch.optim.SGD(groups, lr=stage.lr, momentum=fit_kwargs.get("momentum", 0.9),
+                               nesterov=fit_kwargs.get("nesterov", False))
+    raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'sgd'")
+
+
+def fit_staged(
+    model: nn.Module,
+    train,
+    val=None,
+    stages: Sequence[Stage] = DEFAULT_STAGES,
+    *,
+    train_batchnorm: bool = False,
+    lr_decay: float | None = None,
+    optimizer: str = "adam",
+    history: History | None = None,
+    **fit_kwargs,
+) -> History:
+    """Train in stages: for each :class:`Stage`, freeze all, unfreeze its blocks, and ``fit``.
+
+    stages: e.g. ``[Stage("top", 2, 1e-3), Stage("block7", 2, 1e-4), Stage("block6", 2, 1e-5)]``;
+        a single block name means that block and everything above it.
+    train_batchnorm: also train BatchNorm in the unfrozen blocks (default: keep it frozen).
+    lr_decay: discriminative learning rates: within a stage the top trainable block uses the
+        stage's ``lr`` and each block below gets ``lr_decay`` times the rate of the one above.
+    optimizer: ``"adam"`` or ``"sgd"``, built afresh for every stage over the unfrozen parameters.
+    history: a History to continue; other keyword arguments go to ``tlcourse.torch.fit``
+        (``batch_size``, ``seed``, ``schedule``, ``weight_decay``, ``progress`` ...).
+
+    Returns the History, epochs numbered on across stages, each row's ``stage`` the stage's label.
+    """
+    if not isinstance(optimizer, str):
+        raise TypeError("fit_staged builds a new optimizer for every stage: pass its name ('adam' or 'sgd')")
+    for reserved in ("lr", "epochs", "stage"):
+        if reserved in fit_kwargs:
+            raise TypeError(f"fit_staged takes {reserved!r} from each Stage, not as a keyword argument")
+    stages = list(stages)
+    if not stages or not all(isinstance(stage, Stage) for stage in stages):
+        raise ValueError("stages must be a non-empty list of tlcourse.stages.Stage(blocks, epochs, lr)")
+    for stage in stages:
+        if stage.epochs == 0:
+            continue
+        apply_stage(model, stage, train_batchnorm)
+        opt = _stage_optimizer(model, stage, optimizer, lr_decay, fit_kwargs) if lr_decay is not None else optimizer
+        history = fit(model, train, val, stage.epochs, lr=stage.lr, optimizer=opt, stage=stage.label,
+                      history=history, **fit_kwargs)
+    return history if history is not None else History(meta={"framework": "torch"})
