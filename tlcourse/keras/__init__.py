@@ -1,4 +1,7 @@
 """tlcourse for Keras 3 on TensorFlow. Importing this module imports keras; ``tlcourse.torch`` mirrors its names."""
+from tlcourse._coexist import load_triton_before_tensorflow as _load_triton_first
+
+_load_triton_first()
 import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -17,3 +20,10 @@ if _current_seed() is not None:
     _keras.utils.set_random_seed(_current_seed())
 
 # Public names, one line per module; tlcourse.torch exports the same ones.
+from tlcourse.keras.lite0 import LITE0_BLOCKS, build_lite0, lite0_blocks  # noqa: E402,F401
+from tlcourse.keras.preprocess import preprocess  # noqa: E402,F401
+from tlcourse.keras.train import evaluate, fit, predict  # noqa: E402,F401
+from tlcourse.keras.features import extract_features, register_backbone  # noqa: E402,F401
+from tlcourse.keras.freezing import blocks, freeze, summary, unfreeze  # noqa: E402,F401
+from tlcourse.keras.heads import explain_sequential_on_functional, swap_head  # noqa: E402,F401
+from tlcourse.keras.staged import Stage, apply_stage, fit_staged  # noqa: E402,F401

@@ -1,4 +1,7 @@
 """tlcourse for PyTorch. Importing this module imports torch; ``tlcourse.keras`` mirrors its names."""
+from tlcourse._coexist import load_triton_before_tensorflow as _load_triton_first
+
+_load_triton_first()
 import torch as _torch
 
 from tlcourse.config import cache_dir as _cache_dir
@@ -10,3 +13,10 @@ if _current_seed() is not None:
     _torch.manual_seed(_current_seed())
 
 # Public names, one line per module; tlcourse.keras exports the same ones.
+from tlcourse.torch.lite0 import LITE0_BLOCKS, build_lite0, lite0_blocks  # noqa: E402,F401
+from tlcourse.torch.preprocess import preprocess  # noqa: E402,F401
+from tlcourse.torch.train import evaluate, fit, predict  # noqa: E402,F401
+from tlcourse.torch.features import extract_features, register_backbone  # noqa: E402,F401
+from tlcourse.torch.freezing import blocks, freeze, summary, unfreeze  # noqa: E402,F401
+from tlcourse.torch.heads import swap_head  # noqa: E402,F401
+from tlcourse.torch.staged import Stage, apply_stage, fit_staged  # noqa: E402,F401
