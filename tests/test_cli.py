@@ -192,3 +192,10 @@ def test_doctor_says_online_when_a_server_answers(monkeypatch, capsys, cache):
 def test_no_command_prints_help_and_exits_2(capsys):
     status, out, _ = run(capsys)
     assert status == 2 and "doctor" in out and "fetch" in out
+
+
+def test_fetch_converts_the_quick_backbone_for_keras_without_network(capsys, cache):
+    status, out, err = run(capsys, "fetch", "efficientnet_lite0", "--framework", "keras")
+    assert status == 0, err
+    converted = cache / "weights" / "efficientnet_lite0-imagenet-keras-v1.weights.h5"
+    assert converted.is_file() and "ok      weights efficientnet_lite0" in out

