@@ -199,3 +199,16 @@ def check_head_arguments(num_classes, hidden, dropout) -> tuple[int, ...]:
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     return hidden
+
+
+def check_staged_arguments(stages, optimizer, fit_kwargs: dict) -> list[Stage]:
+    """What both frameworks' ``fit_staged`` refuse, with the fix; returns the stages as a list."""
+    if not isinstance(optimizer, str):
+        raise TypeError("fit_staged builds a new optimizer for every stage: pass its name ('adam' or 'sgd')")
+    for reserved in ("lr", "epochs", "stage"):
+        if reserved in fit_kwargs:
+            raise TypeError(f"fit_staged takes {reserved!r} from each Stage, not as a keyword argument")
+    stages = list(stages)
+    if not stages or not all(isinstance(stage, Stage) for stage in stages):
+        raise ValueError("stages must be a non-empty list of tlcourse.stages.Stage(blocks, epochs, lr)")
+    return stages

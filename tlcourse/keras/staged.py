@@ -14,7 +14,7 @@ import keras
 from tlcourse.history import History
 from tlcourse.keras.freezing import blocks, freeze, unfreeze
 from tlcourse.keras.train import fit
-from tlcourse.stages import Stage, block_lr_factors, resolve_blocks
+from tlcourse.stages import Stage, block_lr_factors, check_staged_arguments, resolve_blocks
 
 __all__ = ["Stage", "apply_stage", "block_rate_optimizer", "fit_staged", "DEFAULT_STAGES"]
 
@@ -78,14 +78,7 @@ def fit_staged(
 
     Returns the History, epochs numbered on across stages, each row's ``stage`` the stage's label.
     """
-    if not isinstance(optimizer, str):
-        raise TypeError("fit_staged builds a new optimizer for every stage: pass its name ('adam' or 'sgd')")
-    for reserved in ("lr", "epochs", "stage"):
-        if reserved in fit_kwargs:
-            raise TypeError(f"fit_staged takes {reserved!r} from each Stage, not as a keyword argument")
-    stages = list(stages)
-    if not stages or not all(isinstance(stage, Stage) for stage in stages):
-        raise ValueError("stages must be a non-empty list of tlcourse.stages.Stage(blocks, epochs, lr)")
+    stages = check_staged_arguments(stages, optimizer, fit_kwargs)
     for stage in stages:
         if stage.epochs == 0:
             continue

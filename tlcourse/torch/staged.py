@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tlcourse.history import History
-from tlcourse.stages import Stage, block_lr_factors, resolve_blocks
+from tlcourse.stages import Stage, block_lr_factors, check_staged_arguments, resolve_blocks
 from tlcourse.torch.freezing import blocks, freeze, unfreeze
 from tlcourse.torch.train import fit
 
@@ -83,14 +83,7 @@ def fit_staged(
 
     Returns the History, epochs numbered on across stages, each row's ``stage`` the stage's label.
     """
-    if not isinstance(optimizer, str):
-        raise TypeError("fit_staged builds a new optimizer for every stage: pass its name ('adam' or 'sgd')")
-    for reserved in ("lr", "epochs", "stage"):
-        if reserved in fit_kwargs:
-            raise TypeError(f"fit_staged takes {reserved!r} from each Stage, not as a keyword argument")
-    stages = list(stages)
-    if not stages or not all(isinstance(stage, Stage) for stage in stages):
-        raise ValueError("stages must be a non-empty list of tlcourse.stages.Stage(blocks, epochs, lr)")
+    stages = check_staged_arguments(stages, optimizer, fit_kwargs)
     for stage in stages:
         if stage.epochs == 0:
             continue
