@@ -19,58 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 from tlcourse.config import cache_dir, home, profile
+from tlcourse.zoo import FULL_BACKBONES, Backbone
 
 TORCH_WEIGHTS_HOST = "download.pytorch.org"
 KERAS_WEIGHTS_HOST = "storage.googleapis.com"
 LITE0 = "efficientnet_lite0"  # the quick profile's backbone; its weights come with tlcourse
 FRAMEWORKS = ("torch", "keras")
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """A ``full``-profile backbone whose ImageNet weights ``tlcourse fetch`` puts in both caches.
-
-    ``torch_file`` and ``keras_files`` are the names the frameworks save the weights under; they
-    only serve to tell, without importing either framework, whether the weights are cached.
-    """
-
-    name: str
-    torch_weights: str  # "<torchvision weights enum>.<member>"
-    torch_file: str
-    keras_application: str  # the keras.applications constructor
-    keras_files: tuple[str, str]  # with the classifier (include_top=True), and without
-
-
-FULL_BACKBONES = (
-    Backbone(
-        "mobilenet_v3_small",
-        "MobileNet_V3_Small_Weights.IMAGENET1K_V1",
-        "mobilenet_v3_small-047dcff4.pth",
-        "MobileNetV3Small",
-        ("weights_mobilenet_v3_small_224_1.0_float.h5", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
-    ),
-    Backbone(
-        "efficientnet_b0",
-        "EfficientNet_B0_Weights.IMAGENET1K_V1",
-        "efficientnet_b0_rwightman-7f5810bc.pth",
-        "EfficientNetB0",
-        ("efficientnetb0.h5", "efficientnetb0_notop.h5"),
-    ),
-    Backbone(
-        "resnet50",
-        "ResNet50_Weights.IMAGENET1K_V2",
-        "resnet50-11ad3fa6.pth",
-        "ResNet50",
-        ("resnet50_weights_tf_dim_ordering_tf_kernels.h5", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    ),
-    Backbone(
-        "vgg16",
-        "VGG16_Weights.IMAGENET1K_V1",
-        "vgg16-397923af.pth",
-        "VGG16",
-        ("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    ),
-)
 
 
 class CommandError(RuntimeError):
@@ -390,7 +344,8 @@ def _plan(args) -> tuple[list[_Job], list[str]]:
 
 
 def _convert_lite0_for_keras(force: bool = False) -> Path:
-    _point_keras_at_cache()
+    # The converted file lives in tlcourse's own cache, so unlike keras.applications this works
+    # whenever Keras was imported.
     from tlcourse.keras.lite0 import imagenet_weights_file
 
     return imagenet_weights_file(rebuild=force)

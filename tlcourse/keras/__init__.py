@@ -27,3 +27,4 @@ from tlcourse.keras.features import extract_features, register_backbone  # noqa:
 from tlcourse.keras.freezing import blocks, freeze, summary, unfreeze  # noqa: E402,F401
 from tlcourse.keras.heads import explain_sequential_on_functional, swap_head  # noqa: E402,F401
 from tlcourse.keras.staged import Stage, apply_stage, fit_staged  # noqa: E402,F401
+from tlcourse.keras.backbones import backbone, backbone_preprocess  # noqa: E402,F401

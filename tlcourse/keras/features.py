@@ -67,9 +67,14 @@ def _layers_of(block) -> list:
     return block_layers
 
 
-def _classifier_of(block) -> keras.layers.Dense | None:
-    """The last ``Dense`` layer of a block: the classifier, when the block is the head."""
-    dense = [layer for layer in _layers_of(block) if isinstance(layer, keras.layers.Dense)]
+def _classifier_of(block) -> keras.layers.Layer | None:
+    """The classifier, when the block is the head: its last ``Dense`` layer, or its last weighted
+    layer where that is a 1x1 convolution (Keras' MobileNetV3 classifies with one, named ``logits``)."""
+    layers = _layers_of(block)
+    weighted = [layer for layer in layers if layer.weights]
+    if weighted and isinstance(weighted[-1], keras.layers.Conv2D) and tuple(weighted[-1].kernel_size) == (1, 1):
+        return weighted[-1]
+    dense = [layer for layer in layers if isinstance(layer, keras.layers.Dense)]
     return dense[-1] if dense else None
 
 

@@ -16,7 +16,11 @@ import keras
 from tlcourse.keras.lite0 import block_of_layer, lite0_blocks
 from tlcourse.stages import BlockCount, BlockSpec, ParameterTable, resolve_blocks
 
-SUPPORTED_MODELS = ("EfficientNet-Lite0 (tlcourse.keras.build_lite0)",)
+SUPPORTED_MODELS = (
+    "EfficientNet-Lite0 (tlcourse.keras.build_lite0)",
+    "the catalogue backbones of tlcourse.keras.backbone(name): ResNet50, VGG16, EfficientNetB0, "
+    "MobileNetV3Small",
+)
 
 __all__ = ["blocks", "freeze", "unfreeze", "summary"]
 
@@ -30,11 +34,17 @@ def _is_lite0(model) -> bool:
 
 
 def blocks(model: keras.Model) -> "OrderedDict[str, list]":
-    """Block name -> its layers, input to output (``stem``, ``block1`` ... ``block7``, ``top``)."""
+    """Block name -> its layers, input to output (``stem``, ``block1`` ... ``block7``, ``top`` for Lite0;
+    the other catalogue backbones' names are in ``tlcourse.zoo``)."""
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model, got a {type(model).__name__}")
     if _is_lite0(model):
         return lite0_blocks(model)
+    from tlcourse.keras.backbones import backbone_blocks
+
+    catalogued = backbone_blocks(model)
+    if catalogued is not None:
+        return catalogued
     if isinstance(model, keras.Sequential) and any(_is_lite0(layer) for layer in model.layers
                                                       if isinstance(layer, keras.Model)):
         raise TypeError(

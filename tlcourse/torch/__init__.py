@@ -20,3 +20,4 @@ from tlcourse.torch.features import extract_features, register_backbone  # noqa:
 from tlcourse.torch.freezing import blocks, freeze, summary, unfreeze  # noqa: E402,F401
 from tlcourse.torch.heads import swap_head  # noqa: E402,F401
 from tlcourse.torch.staged import Stage, apply_stage, fit_staged  # noqa: E402,F401
+from tlcourse.torch.backbones import backbone, backbone_preprocess  # noqa: E402,F401

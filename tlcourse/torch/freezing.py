@@ -14,15 +14,25 @@ from torch import nn
 from tlcourse.stages import BlockCount, BlockSpec, ParameterTable, resolve_blocks
 from tlcourse.torch.lite0 import EfficientNetLite0, lite0_blocks
 
-SUPPORTED_MODELS = ("EfficientNet-Lite0 (tlcourse.torch.build_lite0)",)
+SUPPORTED_MODELS = (
+    "EfficientNet-Lite0 (tlcourse.torch.build_lite0)",
+    "the catalogue backbones of tlcourse.torch.backbone(name): torchvision ResNet, VGG, EfficientNet-B*, "
+    "MobileNetV3-Small",
+)
 
 __all__ = ["blocks", "freeze", "unfreeze", "summary"]
 
 
 def blocks(model: nn.Module) -> "OrderedDict[str, nn.Module]":
-    """Block name -> module, input to output (``stem``, ``block1`` ... ``block7``, ``top``)."""
+    """Block name -> module, input to output (``stem``, ``block1`` ... ``block7``, ``top`` for Lite0;
+    the other catalogue backbones' names are in ``tlcourse.zoo``)."""
     if isinstance(model, EfficientNetLite0):
         return lite0_blocks(model)
+    from tlcourse.torch.backbones import backbone_blocks
+
+    catalogued = backbone_blocks(model)
+    if catalogued is not None:
+        return catalogued
     raise TypeError(
         f"tlcourse does not know the blocks of a {type(model).__name__}; "
         f"supported models: {', '.join(SUPPORTED_MODELS)}"
