@@ -99,3 +99,130 @@ def test_sequential_around_functional_base_hides_its_blocks(keras_base):
     wrapped = keras.Sequential([keras_base, keras.layers.Dense(10)])
     with pytest.raises(TypeError, match="swap_head"):
         kfreeze.blocks(wrapped)
+
+
+# -- every backbone of the zoo: one model per name and framework, built once (weights=None) ---------
+from tlcourse import zoo  # noqa: E402
+
+# The width of the features each new head reads: the input of the layer it replaces.
+FEATURE_WIDTHS = {
+    "efficientnet_lite0": 1280,
+    "mobilenet_v3_small": 1024,  # after the 576 -> 1024 layer, which stays (Keras: conv_2)
+    "efficientnet_b0": 1280,
+    "resnet50": 2048,
+    "vgg16": 4096,  # after fc2, which stays
+}
+# keras.applications fixes the input at 224 px when the classifier is on, except for MobileNetV3.
+KERAS_INPUT_SIZES = {"efficientnet_lite0": 32, "mobilenet_v3_small": 32}
+
+
+@pytest.fixture(scope="module")
+def torch_zoo():
+    return {name: tt.backbone(name, weights=None) for name in zoo.NAMES}
+
+
+@pytest.fixture(scope="module")
+def keras_zoo():
+    return {name: tk.backbone(name, weights=None) for name in zoo.NAMES}
+
+
+def new_torch_parameters(swapped, base):
+    old = {id(p) for p in base.parameters()}
+    return [p for p in swapped.parameters() if id(p) not in old]
+
+
+def new_keras_weights(swapped, base):
+    old = {id(w) for w in base.weights}
+    return [w for w in swapped.weights if id(w) not in old]
+
+
+def head_size(in_features, hidden, num_classes):
+    widths = (in_features, *hidden, num_classes)
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def test_feature_widths_cover_the_zoo():
+    assert set(FEATURE_WIDTHS) == set(zoo.NAMES)
+
+
+@pytest.mark.parametrize("name", zoo.NAMES)
+def test_new_head_has_the_same_parameters_in_both_frameworks(torch_zoo, keras_zoo, name):
+    torch_model = torch_swap_head(torch_zoo[name], 5, hidden=(64,))
+    keras_model = keras_swap_head(keras_zoo[name], 5, hidden=(64,))
+    torch_count = sum(p.numel() for p in new_torch_parameters(torch_model, torch_zoo[name]))
+    keras_count = sum(int(np.prod(w.shape)) for w in new_keras_weights(keras_model, keras_zoo[name]))
+    assert torch_count == keras_count == head_size(FEATURE_WIDTHS[name], (64,), 5)
+    # the "top" block holds the same parameters too (ResNet50's other blocks differ by Keras's conv biases)
+    torch_top = tfreeze.summary(torch_model).as_tuples()[-1]
+    assert torch_top == kfreeze.summary(keras_model).as_tuples()[-1] and torch_top[0] == "top"
+
+
+@pytest.mark.parametrize("name", zoo.NAMES)
+def test_new_head_outputs_num_classes_logits(torch_zoo, keras_zoo, name):
+    torch_model = torch_swap_head(torch_zoo[name], 4, hidden=(8,)).eval()
+    with torch.no_grad():
+        assert tuple(torch_model(torch.zeros(2, 3, 32, 32)).shape) == (2, 4)
+    size = KERAS_INPUT_SIZES.get(name, 224)
+    keras_model = keras_swap_head(keras_zoo[name], 4, hidden=(8,))
+    assert tuple(keras_model(np.zeros((2, size, size, 3), "float32"), training=False).shape) == (2, 4)
+    assert keras_model.name == name  # tlcourse.keras still recognises the backbone by its name
+
+
+@pytest.mark.parametrize("name", zoo.NAMES)
+def test_torch_blocks_cover_the_swapped_model_exactly_once(torch_zoo, name):
+    model = torch_swap_head(torch_zoo[name], 3, hidden=(16,))
+    block_map = tfreeze.blocks(model)
+    assert tuple(block_map) == zoo.card(name).blocks
+    in_blocks = [id(p) for block in block_map.values() for p in block.parameters()]
+    assert len(in_blocks) == len(set(in_blocks)) and set(in_blocks) == {id(p) for p in model.parameters()}
+    head = {id(p) for p in new_torch_parameters(model, torch_zoo[name])}
+    assert head <= {id(p) for p in block_map["top"].parameters()}
+
+
+@pytest.mark.parametrize("name", zoo.NAMES)
+def test_keras_blocks_cover_the_swapped_model_exactly_once(keras_zoo, name):
+    model = keras_swap_head(keras_zoo[name], 3, hidden=(16,))
+    block_map = kfreeze.blocks(model)
+    assert tuple(block_map) == zoo.card(name).blocks
+    in_blocks = [id(layer) for layers in block_map.values() for layer in layers]
+    assert len(in_blocks) == len(set(in_blocks))
+    assert set(in_blocks) == {id(l) for l in model.layers if not isinstance(l, keras.layers.InputLayer)}
+    weights = [id(w) for layers in block_map.values() for layer in layers for w in layer.weights]
+    assert len(weights) == len(set(weights)) and set(weights) == {id(w) for w in model.weights}
+    head = {id(w) for w in new_keras_weights(model, keras_zoo[name])}
+    assert head <= {id(w) for layer in block_map["top"] for w in layer.weights}
+
+
+@pytest.mark.parametrize("name", zoo.NAMES)
+def test_unfreeze_top_trains_the_new_head_in_both(torch_zoo, keras_zoo, name):
+    torch_model = torch_swap_head(torch_zoo[name], 3)
+    keras_model = keras_swap_head(keras_zoo[name], 3)
+    try:
+        tables = []
+        for lib, model in ((tfreeze, torch_model), (kfreeze, keras_model)):
+            lib.freeze(model)
+            lib.unfreeze(model, "top")
+            tables.append({row.block: row.trainable > 0 for row in lib.summary(model).rows})
+        assert tables[0] == tables[1] == {block: block == "top" for block in zoo.card(name).blocks}
+        assert all(p.requires_grad for p in new_torch_parameters(torch_model, torch_zoo[name]))
+        trainable = {id(w) for w in keras_model.trainable_weights}
+        assert all(id(w) in trainable for w in new_keras_weights(keras_model, keras_zoo[name]))
+    finally:  # the backbones are shared with the other tests of this module
+        tfreeze.unfreeze(torch_model, "all", train_batchnorm=True)
+        kfreeze.unfreeze(keras_model, "all", train_batchnorm=True)
+
+
+@pytest.mark.parametrize("name", [n for n in zoo.NAMES if n != "efficientnet_lite0"])
+def test_swapping_leaves_the_base_alone_and_a_second_swap_replaces_the_first(torch_zoo, keras_zoo, name):
+    torch_base, keras_base = torch_zoo[name], keras_zoo[name]
+    torch_before = [id(p) for p in torch_base.parameters()]
+    keras_before = [id(w) for w in keras_base.weights]
+    torch_twice = torch_swap_head(torch_swap_head(torch_base, 5, hidden=(32,)), 2)
+    keras_twice = keras_swap_head(keras_swap_head(keras_base, 5, hidden=(32,)), 2)
+    assert [id(p) for p in torch_base.parameters()] == torch_before
+    assert [id(w) for w in keras_base.weights] == keras_before
+    expected = head_size(FEATURE_WIDTHS[name], (), 2)
+    assert sum(p.numel() for p in new_torch_parameters(torch_twice, torch_base)) == expected
+    assert sum(int(np.prod(w.shape)) for w in new_keras_weights(keras_twice, keras_base)) == expected
+    shared = next(iter(tfreeze.blocks(torch_base)["block1"].parameters()))
+    assert shared is next(iter(tfreeze.blocks(torch_twice)["block1"].parameters()))

@@ -112,6 +112,10 @@ def catalogue_name(model: keras.Model) -> str | None:
     return _KERAS_DEFAULT_NAMES.get(model.name)
 
 
+# tlcourse.keras.swap_head names the layers of a new classifier head "top_..."; they are "top".
+HEAD_LAYER_PREFIX = "top_"
+
+
 def _layer_blocks(model: keras.Model, name: str) -> "OrderedDict[str, list]":
     block_of = _BLOCK_OF_LAYER[name]
     blocks: OrderedDict[str, list] = OrderedDict((block, []) for block in zoo.card(name).blocks)
@@ -120,6 +124,8 @@ def _layer_blocks(model: keras.Model, name: str) -> "OrderedDict[str, list]":
         if isinstance(layer, keras.layers.InputLayer):
             continue
         block = block_of(layer.name)
+        if block is None and layer.name.startswith(HEAD_LAYER_PREFIX):
+            block = "top"
         if block is None:
             if layer.weights:
                 raise TypeError(f"layer {layer.name!r} of {model.name} belongs to no {name} block")

@@ -3,6 +3,12 @@
 The new head lives in the "top" block (its layers are named ``top_...``), so
 ``unfreeze(model, "top")`` trains it and ``summary(model)`` counts it there.
 
+The head starts from the features the model's classifier (its last layer with weights) reads,
+before the dropout in front of it, so it sees the same features as in ``tlcourse.torch``:
+the pooled features for EfficientNet-Lite0 (1280), EfficientNet-B0 (1280) and ResNet50 (2048),
+``fc2``'s output for VGG16 (4096), and ``conv_2``'s activation for MobileNetV3-Small (1024), whose
+classifier is a 1x1 convolution on an (N, 1, 1, 1024) tensor: those are flattened first.
+
 Why the Functional way: the backbones are Functional models, and a Functional model has no
 ``.add``, so the Sequential recipe ``base.add(Dense(10))`` fails with ``AttributeError``;
 ``keras.Sequential([base, head])`` does build, but hides the whole backbone inside one layer, so
@@ -37,20 +43,42 @@ def explain_sequential_on_functional(error: BaseException | None = None) -> str:
     return prefix + SEQUENTIAL_ON_FUNCTIONAL
 
 
+# Layers that a head made by swap_head adds after the features (Dropout is recognised by type).
+_HEAD_LAYER_PREFIXES = ("top_flatten", "top_hidden")
+
+
+def _head_input(model: keras.Model):
+    """The tensor the new head reads: the input of the model's classifier (its last layer with
+    weights), stepping back over the dropout before it and over any head swapped in before."""
+    producer_of = {id(layer.output): layer for layer in model.layers}
+    classifier = [layer for layer in model.layers if layer.weights][-1]
+    x = classifier.input
+    while True:
+        producer = producer_of.get(id(x))
+        if producer is None or not (isinstance(producer, layers.Dropout)
+                                    or producer.name.startswith(_HEAD_LAYER_PREFIXES)):
+            return x
+        x = producer.input
+
+
 def swap_head(model: keras.Model, num_classes: int, hidden: Sequence[int] = (), dropout: float = 0.2) -> keras.Model:
     """A model with ``model``'s backbone and a new classifier head for ``num_classes`` classes.
 
-    Takes the pooled features (the output of ``top_pool``) and attaches dropout, then for each
-    width in ``hidden`` a Dense + ReLU + dropout, then a Dense to ``num_classes`` logits, and wraps
-    it all in ``keras.Model(model.input, logits)``. The new model shares the backbone's layers
-    (their weights and trainable flags) with ``model``; the new head starts random and trainable.
+    Takes the classifier's features (for EfficientNet-Lite0 the output of ``top_pool``; for the
+    other backbones see the module's docstring), flattened if they are (N, 1, 1, C), and attaches
+    dropout, then for each width in ``hidden`` a Dense + ReLU + dropout, then a Dense to
+    ``num_classes`` logits, and wraps it all in ``keras.Model(model.input, logits)``. The new model
+    shares the backbone's layers (their weights and trainable flags) with ``model``; the new head
+    starts random and trainable.
 
     Do not ``model.add(...)`` a head: a Functional model has no ``add`` (AttributeError), see
     :func:`explain_sequential_on_functional`.
     """
     hidden = _check_head_arguments(num_classes, hidden, dropout)
     _blocks(model)  # raises for unsupported models
-    x = model.get_layer("top_pool").output
+    x = _head_input(model)
+    if len(x.shape) == 4:
+        x = layers.Flatten(name="top_flatten")(x)
     x = layers.Dropout(dropout, name="top_dropout")(x)
     for number, width in enumerate(hidden, start=1):
         x = layers.Dense(width, name=f"top_hidden{number}")(x)
