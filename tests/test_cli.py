@@ -19,15 +19,6 @@ from tlcourse.data import download, full, registry
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("TLCOURSE_HOME", str(tmp_path))
-    monkeypatch.delenv("TLCOURSE_OFFLINE", raising=False)
-    monkeypatch.setattr(registry, "_RAW_CACHE", {})
-    monkeypatch.setattr(download, "reachable", lambda url, timeout=None: False)
-    return tmp_path
-
-
 def run(capsys, *argv):
     status = cli.main(list(argv))
     out, err = capsys.readouterr()

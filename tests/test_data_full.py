@@ -24,16 +24,6 @@ from tlcourse.data.mnistm import blend_on_photos
 REAL_REACHABLE = download.reachable  # kept before any test replaces it
 
 
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    """An empty cache under tmp_path, offline (every server 'unreachable'), no loaded datasets."""
-    monkeypatch.setenv("TLCOURSE_HOME", str(tmp_path))
-    monkeypatch.delenv("TLCOURSE_OFFLINE", raising=False)
-    monkeypatch.setattr(registry, "_RAW_CACHE", {})
-    monkeypatch.setattr(download, "reachable", lambda url, timeout=None: False)
-    return tmp_path
-
-
 def sha256(payload: bytes) -> str:
     return "sha256:" + hashlib.sha256(payload).hexdigest()
 

@@ -3,7 +3,8 @@
 Freezing sets ``requires_grad=False``. BatchNorm layers whose parameters are all frozen are put
 back in eval mode by ``tlcourse.torch.fit`` every epoch, so their running statistics stay the
 pretrained ones (Keras' ``trainable=False`` behaviour). A hand-written loop that calls
-``model.train()`` must do the same itself, or BatchNorm will keep updating its statistics.
+``model.train()`` must call :func:`keep_frozen_batchnorm_in_eval` after it, or BatchNorm will keep
+updating its statistics.
 """
 from __future__ import annotations
 
@@ -41,6 +42,20 @@ def blocks(model: nn.Module) -> "OrderedDict[str, nn.Module]":
 
 def _is_batchnorm(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def keep_frozen_batchnorm_in_eval(model: nn.Module) -> None:
+    """Put BatchNorm layers whose parameters are all frozen back in eval mode.
+
+    ``model.train()`` switches every layer to training mode, where BatchNorm normalises with the
+    batch's statistics and updates its running ones, even when its weights are frozen. A frozen
+    BatchNorm must keep the statistics it was pretrained with, as Keras does for trainable=False.
+    """
+    for module in model.modules():
+        if _is_batchnorm(module):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
 
 
 _block_map = blocks  # unfreeze's ``blocks`` argument shadows the function

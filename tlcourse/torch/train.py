@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
+from tlcourse.torch.freezing import keep_frozen_batchnorm_in_eval
 from tlcourse.training import as_split, lr_factor
 
 __all__ = ["fit", "evaluate", "predict"]
@@ -68,20 +69,6 @@ def _loader(split: Split, batch_size: int, transform, device: torch.device, gene
 
 
 # -- model state ------------------------------------------------------------------------------
-def _keep_frozen_batchnorm_in_eval(model: nn.Module) -> None:
-    """Put BatchNorm layers whose parameters are all frozen back in eval mode.
-
-    ``model.train()`` switches every layer to training mode, where BatchNorm normalises with the
-    batch's statistics and updates its running ones, even when its weights are frozen. A frozen
-    BatchNorm must keep the statistics it was pretrained with, as Keras does for trainable=False.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
-                module.eval()
-
-
 def _device_of(model: nn.Module) -> torch.device:
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
@@ -296,7 +283,7 @@ def fit(
 def _train_epoch(model, loader, opt, scaler, device, *, bar, augment, clip_grad_norm, sgd_weight_decay) -> dict:
     """One pass over the training batches; returns the epoch's mean loss and accuracy."""
     model.train()
-    _keep_frozen_batchnorm_in_eval(model)
+    keep_frozen_batchnorm_in_eval(model)
     on_cuda = device.type == "cuda"
     trainable = [p for group in opt.param_groups for p in group["params"]]
     loss_sum = torch.zeros((), device=device)
@@ -370,7 +357,7 @@ def _logits(model: nn.Module, loader: DataLoader, device: torch.device):
     finally:
         if was_training:
             model.train()
-            _keep_frozen_batchnorm_in_eval(model)
+            keep_frozen_batchnorm_in_eval(model)
 
 
 def _score(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
