@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: lab test test-lib test-notebooks install clean refresh
+.PHONY: lab test test-lib test-notebooks install clean refresh course site
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,16 @@ test-notebooks: $(STAMP)
 	TLCOURSE_PROFILE=quick $(PY) -m pytest --nbval notebooks/
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site
+
+# Run every chapter headless (quick unless TLCOURSE_PROFILE says otherwise), print the times, and
+# write the executed course as HTML pages with navigation into site/: an instructor's dry run.
+course: $(STAMP)
+	$(VENV)/bin/tlcourse course --execute --out site
+
+# The course site from the outputs stored in the notebooks (no execution): site/index.html
+site: $(STAMP)
+	$(VENV)/bin/tlcourse course --out site
 
 # Re-run one notebook top to bottom in the quick profile and store its outputs: make refresh NB=notebooks/x.ipynb
 refresh: $(STAMP)

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tlcourse", description="Tools for the transfer-learning course: check the set-up, list and fetch data."
+        prog="tlcourse", description="Tools for the transfer-learning course: check the set-up, list and fetch data, build the course's HTML."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -81,6 +81,22 @@ def _parser() -> argparse.ArgumentParser:
         "--framework", choices=(*FRAMEWORKS, "both"), default="both", help="whose weight cache to fill (default both)"
     )
     fetch.set_defaults(handler=_fetch)
+
+    course = commands.add_parser(
+        "course",
+        help="write the course as static HTML (one page per chapter, with navigation); --execute runs it first",
+        description="Render every chapter notebook to HTML with links between chapters, an index page and the "
+        "glossary. With --execute each notebook first runs top to bottom in a fresh kernel (as a workshop room "
+        "would), its time is printed, and the pages show those fresh outputs.",
+    )
+    course.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb chapters (default notebooks)")
+    course.add_argument("--out", default="site", help="folder for the HTML pages (default site)")
+    course.add_argument("--glossary", default="docs/glossary.md", help="the glossary to include (default docs/glossary.md)")
+    course.add_argument("--execute", action="store_true", help="run every notebook before rendering it")
+    course.add_argument("--profile", choices=("quick", "full"), default=None,
+                        help="profile to run in with --execute (default: TLCOURSE_PROFILE, else quick)")
+    course.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell with --execute")
+    course.set_defaults(handler=_course)
     return parser
 
 
@@ -429,6 +445,45 @@ def _point_keras_at_cache() -> None:
             f"Keras was imported before tlcourse could point it at {target} (it uses {keras_home()}); "
             "run `tlcourse fetch` in a fresh process"
         )
+
+
+# --------------------------------------------------------------------------- course
+
+
+def _course(args) -> int:
+    from tlcourse import course
+
+    chapters = course.chapters(args.notebooks)
+    executed, failed = {}, []
+    if args.execute:
+        run_profile = args.profile or profile()
+        print(f"running {len(chapters)} notebooks in the {run_profile} profile", flush=True)
+        rows, total = [], 0.0
+        for chapter in chapters:
+            try:
+                notebook, seconds = course.execute(chapter.path, timeout=args.timeout, profile=run_profile)
+                total += seconds
+                result = (f"{seconds:.0f} s", "ok")
+            except Exception as error:  # noqa: BLE001 -- report the chapter and go on with the others
+                notebook = getattr(error, "notebook", None)
+                failed.append(chapter.path.name)
+                result = ("-", f"FAILED: {_last_line(error)}")
+            if notebook is not None:
+                executed[chapter.path.name] = notebook
+            rows.append((chapter.number, chapter.title, *result))
+            print(f"  {chapter.number}  {result[0]:>6}  {result[1]}", flush=True)
+        print(_table(("#", "chapter", "time", "result"), rows))
+        print(f"total {total / 60:.1f} min for the {len(rows) - len(failed)} notebooks that ran through")
+    index = course.build_site(args.notebooks, args.out, glossary=args.glossary, executed=executed)
+    print(f"site: {index}")
+    if failed:
+        raise CommandError(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; their pages show the error")
+    return 0
+
+
+def _last_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return (text[-1] if text else type(error).__name__)[:120]
 
 
 # --------------------------------------------------------------------------- tables

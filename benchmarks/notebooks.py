@@ -1,0 +1,117 @@
+"""How long each chapter takes and how much memory it needs, in one table.
+
+Every chapter notebook runs top to bottom in a fresh kernel, one after the other, in the chosen
+profile (``quick`` by default), exactly as ``tlcourse course --execute`` runs them. For each one
+the table gives the wall time and the kernel's peak resident memory (RSS): the number that must
+stay under Binder's usual 2 GiB. Each notebook runs in its own child process, so the peak read
+from ``getrusage(RUSAGE_CHILDREN)`` there is that notebook's kernel and nothing else.
+
+Usage:
+  python benchmarks/notebooks.py                      # print the table
+  python benchmarks/notebooks.py --update-readme      # also write it into README.md's chapter table
+  python benchmarks/notebooks.py 03_bottleneck_features.ipynb   # only some chapters
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BINDER_LIMIT_GIB = 2.0
+README_START, README_END = "<!-- chapter-times:start -->", "<!-- chapter-times:end -->"
+
+
+def run_one(path: Path, profile: str) -> dict:
+    """Run one notebook in this process's kernel child and measure it (called in a child process)."""
+    import resource
+
+    from tlcourse import course
+
+    notebook, seconds = course.execute(path, profile=profile)
+    del notebook
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux reports KiB
+    return {"seconds": seconds, "peak_rss_gib": peak_kib / 2**20}
+
+
+def measure(path: Path, profile: str) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", str(path), "--profile", profile],
+                            capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": tail}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[tuple], profile: str) -> str:
+    lines = [f"| # | chapter | time ({profile}) | peak memory |", "|---|---|---|---|"]
+    for chapter, result in rows:
+        if "error" in result:
+            lines.append(f"| {chapter.number} | `{chapter.path.stem}` | failed: {result['error'][:60]} | - |")
+        else:
+            lines.append(f"| {chapter.number} | `{chapter.path.stem}` | {result['seconds']:.0f} s "
+                         f"| {result['peak_rss_gib']:.2f} GiB |")
+    return "\n".join(lines)
+
+
+def update_readme(markdown: str, machine: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"README.md has no {README_START} ... {README_END} block to fill")
+    block = (f"{README_START}\n<!-- written by `python benchmarks/notebooks.py --update-readme`; do not edit -->\n"
+             f"{markdown}\n\n{machine}\n{README_END}")
+    text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
+    readme.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="chapter notebooks to run (default: all)")
+    parser.add_argument("--profile", choices=("quick", "full"), default="quick")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(Path(args.child), args.profile)))
+        return
+
+    from tlcourse import course
+
+    chapters = [c for c in course.chapters(ROOT / "notebooks") if not args.names or c.path.name in args.names]
+    rows = []
+    for chapter in chapters:
+        result = measure(chapter.path, args.profile)
+        rows.append((chapter, result))
+        print(f"{chapter.path.name:32} {json.dumps(result)}", file=sys.stderr, flush=True)
+    markdown = table(rows, args.profile)
+    done = [r for _, r in rows if "error" not in r]
+    total = sum(r["seconds"] for r in done)
+    worst = max((r["peak_rss_gib"] for r in done), default=float("nan"))
+    cores = len(os.sched_getaffinity(0))
+    machine = (f"Measured with {cores} CPU cores{', no GPU' if not _has_gpu() else ''}: {total / 60:.1f} min for "
+               f"the {len(done)} notebooks; the largest peak, {worst:.2f} GiB, is "
+               f"{'under' if worst < BINDER_LIMIT_GIB else 'OVER'} Binder's {BINDER_LIMIT_GIB:g} GiB.")
+    print(markdown)
+    print()
+    print(machine)
+    if args.update_readme:
+        if args.names:
+            raise SystemExit("--update-readme needs every chapter: run it without naming notebooks")
+        update_readme(markdown, machine)
+        print("README.md updated")
+
+
+def _has_gpu() -> bool:
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Every chapter notebook keeps the course's promises to a learner; checked without running it.
+
+(Running them is `pytest --nbval notebooks/`, the other half of `make test`.)
+"""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+REPOSITORY = "tlcourse/tlcourse"
+
+
+def chapter(path):
+    return nbformat.read(path, as_version=4)
+
+
+def markdown(notebook):
+    return "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+
+
+def code_cells(notebook):
+    return [c for c in notebook.cells if c.cell_type == "code"]
+
+
+def test_the_chapters_are_there():
+    numbers = [p.name[:2] for p in NOTEBOOKS]
+    assert numbers == sorted(set(numbers)), "two notebooks share a chapter number"
+    assert numbers[0] == "00"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_opens_with_title_goals_badges_and_glossary(path):
+    first = chapter(path).cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert "By the end you will" in first.source
+    colab = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{path.name}"
+    binder = f"https://mybinder.org/v2/gh/{REPOSITORY}/main?urlpath=lab/tree/notebooks/{path.name}"
+    assert colab in first.source, "Colab badge missing or pointing at another notebook"
+    assert binder in first.source, "Binder badge missing or pointing at another notebook"
+    assert "../docs/glossary.md" in first.source, "link the glossary from the first cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_code_cell_sets_up_anywhere(path):
+    setup = code_cells(chapter(path))[0]
+    assert "tlcourse.setup()" in setup.source
+    assert "%pip install" in setup.source and "except ImportError" in setup.source, "Colab needs the install fallback"
+    assert "torch" not in setup.source.split("%pip install", 1)[1].splitlines()[0], "must not reinstall Colab's torch"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_self_checks_and_exercises_with_hidden_solutions(path):
+    notebook = chapter(path)
+    assert any(re.search(r"^\s*assert ", c.source, re.M) for c in code_cells(notebook)), "no self-check cell"
+    solutions = markdown(notebook).count("<details>")
+    assert solutions >= (1 if path.name.startswith("00") else 2), "2-4 exercises with solutions in <details>"
+    assert solutions <= 6
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if not p.name.startswith("00")], ids=lambda p: p.stem)
+def test_a_widget_to_explore(path):
+    sources = "\n".join(c.source for c in code_cells(chapter(path)))
+    assert re.search(r"widgets\.|interact", sources), "add at least one ipywidgets control"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_with_outputs_and_nothing_skipped(path):
+    notebook = chapter(path)
+    for cell in code_cells(notebook):
+        assert cell.execution_count is not None, f"not executed: {cell.source[:60]!r}; run make refresh NB={path}"
+        assert "nbval-skip" not in cell.metadata.get("tags", []), "every cell must run under nbval"
+    counts = [c.execution_count for c in code_cells(notebook)]
+    assert counts == list(range(1, len(counts) + 1)), "stored outputs must come from one top-to-bottom run"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_helper_code_pasted_into_the_notebook(path):
+    for cell in code_cells(chapter(path)):
+        for match in re.finditer(r"^(def|class) \w+.*?(?=^\S|\Z)", cell.source, re.M | re.S):
+            body = [line for line in match.group(0).splitlines()[1:] if line.strip()]
+            assert len(body) <= 4, f"move this into tlcourse (with a test): {match.group(0)[:80]!r}"
