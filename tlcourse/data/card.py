@@ -46,7 +46,8 @@ class Dataset:
     """A loaded dataset: fixed train/val/test splits, class names and the card.
 
     ``attributes`` (classes x attributes) and ``attribute_names`` are set for zero-shot sets;
-    ``unseen`` lists the class indices kept out of training there.
+    ``unseen`` lists the class indices kept out of training there (their images are in ``test``
+    only, beside test images of the ``seen`` classes, as generalised zero-shot needs).
     """
 
     train: Split
@@ -62,6 +63,11 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def seen(self) -> tuple[int, ...]:
+        """The class indices that training images show: every class but the ``unseen`` ones."""
+        return tuple(k for k in range(len(self.classes)) if k not in self.unseen)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -112,6 +112,18 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
             ),
         ),
     ),
+    "cub": (
+        RemoteFile(
+            "CUB_200_2011.tgz",
+            ("https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",),
+            "sha256:0c685df5597a8b24909f6a7c9db6d11e008733779a671760afef78feb49bf081",
+            1_150_585_339,
+            (
+                "https://github.com/tensorflow/datasets/blob/333639b37af6c6fedf3610a4a2d42f1c6ef6f7d5/"
+                "tensorflow_datasets/url_checksums/caltech_birds2011.txt"
+            ),
+        ),
+    ),
     "bsds500": (
         RemoteFile(
             "BSR_bsds500.tgz",

@@ -124,4 +124,4 @@ def _check_raw(name: str, raw: Raw) -> None:
 def _ensure_registered() -> None:
     # The catalogues register themselves on import; importing them here keeps `tlcourse.data` cheap
     # to import and the registry complete whichever entry point is used first.
-    from tlcourse.data import embedded, full  # noqa: F401
+    from tlcourse.data import attributes, embedded, full  # noqa: F401
