@@ -8,7 +8,7 @@ from ``getrusage(RUSAGE_CHILDREN)`` there is that notebook's kernel and nothing 
 
 Usage:
   python benchmarks/notebooks.py                      # print the table
-  python benchmarks/notebooks.py --update-readme      # also write it into README.md's chapter table
+  python benchmarks/notebooks.py --update-readme      # also write it into README.md and docs/instructor.md
   python benchmarks/notebooks.py 03_bottleneck_features.ipynb   # only some chapters
 """
 from __future__ import annotations
@@ -58,22 +58,26 @@ def table(rows: list[tuple], profile: str) -> str:
     return "\n".join(lines)
 
 
-def update_readme(markdown: str, machine: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"README.md has no {README_START} ... {README_END} block to fill")
+DOCUMENTS = ("README.md", "docs/instructor.md")  # each holds one block between the two markers
+
+
+def update_documents(markdown: str, machine: str) -> None:
     block = (f"{README_START}\n<!-- written by `python benchmarks/notebooks.py --update-readme`; do not edit -->\n"
              f"{markdown}\n\n{machine}\n{README_END}")
-    text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
-    readme.write_text(text, encoding="utf-8")
+    for name in DOCUMENTS:
+        path = ROOT / name
+        text = path.read_text(encoding="utf-8")
+        if README_START not in text or README_END not in text:
+            raise SystemExit(f"{name} has no {README_START} ... {README_END} block to fill")
+        text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
+        path.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="chapter notebooks to run (default: all)")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick")
-    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into README.md and docs/instructor.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -102,8 +106,8 @@ def main() -> None:
     if args.update_readme:
         if args.names:
             raise SystemExit("--update-readme needs every chapter: run it without naming notebooks")
-        update_readme(markdown, machine)
-        print("README.md updated")
+        update_documents(markdown, machine)
+        print("updated: " + ", ".join(DOCUMENTS))
 
 
 def _has_gpu() -> bool:

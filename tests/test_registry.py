@@ -10,6 +10,9 @@ from tlcourse.data.splits import stratified_split, stratified_take
 @pytest.fixture
 def toy(monkeypatch):
     """Ten classes of 30 images each; every image's pixels carry its own index."""
+    # Register the real catalogues first: were they imported while the copies below are in place,
+    # they would register into the copies only, and vanish for the tests that run after this one.
+    registry._ensure_registered()
     monkeypatch.setattr(registry, "_CARDS", dict(registry._CARDS))
     monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
     monkeypatch.setattr(registry, "_RAW_CACHE", {})

@@ -43,6 +43,7 @@ __all__ = [
     "compare_heads",
     "load_features",
     "make_head",
+    "probe_layers",
     "save_features",
     "train_head",
 ]
@@ -404,3 +405,23 @@ def compare_heads(
             accuracy = float(np.mean(head.predict(test_x) == test_y))
             rows.append({"kind": kind, "accuracy": accuracy, "fit_seconds": fit_seconds})
     return rows
+
+
+def probe_layers(train: tuple, test: tuple, kind: str = "logistic", *, seed: int = 0, **options) -> dict[str, float]:
+    """Test accuracy of a ``kind`` head trained on each layer's features: which layer transfers best.
+
+    ``train`` and ``test`` are ``({layer: features}, labels)`` pairs, the dicts as
+    ``extract_features(model, split, [layers])`` returns them; the result maps each layer, in the
+    same order, to its accuracy (a "linear probe" with the default logistic head).
+    """
+    train_by_layer, train_labels = train
+    test_by_layer, test_labels = test
+    missing = [layer for layer in train_by_layer if layer not in test_by_layer]
+    if missing:
+        raise ValueError(f"layers {missing} have training features but no test features")
+    scores = {}
+    for layer, features in train_by_layer.items():
+        head = train_head(kind, features, train_labels, seed=seed, **options)
+        test_x, test_y = _check_features(test_by_layer[layer], test_labels, "test")
+        scores[layer] = float(np.mean(head.predict(test_x) == test_y))
+    return scores

@@ -164,3 +164,98 @@ class History:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+class Table:
+    """A small results table, one dict per row: prints as text, shows as HTML in Jupyter.
+
+    ``formats`` maps a column to a format string (``{"accuracy": "{:.1%}"}``); floats without
+    one print with 4 significant digits. ``table.rows`` are the plain dicts, e.g. for
+    ``plots.plot_results(table.rows, ...)``.
+    """
+
+    def __init__(self, rows, columns=None, formats: dict | None = None):
+        self.rows = [dict(row) for row in rows]
+        if columns is None:
+            columns = []
+            for row in self.rows:
+                columns.extend(name for name in row if name not in columns)
+        self.columns = list(columns)
+        self.formats = dict(formats or {})
+
+    def _cell(self, column: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if column in self.formats:
+            return self.formats[column].format(value)
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    def _lines(self) -> list[list[str]]:
+        return [[self._cell(c, row.get(c)) for c in self.columns] for row in self.rows]
+
+    def __str__(self) -> str:
+        lines = self._lines()
+        widths = [max(len(c), *(len(line[i]) for line in lines)) if lines else len(c) for i, c in enumerate(self.columns)]
+
+        def fmt(cells):
+            first = f"{cells[0]:<{widths[0]}}"
+            return "  ".join([first, *(f"{cell:>{w}}" for cell, w in zip(cells[1:], widths[1:]))])
+
+        header = fmt(self.columns)
+        return "\n".join([header, "-" * len(header), *map(fmt, lines)])
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:{'left' if i == 0 else 'right'}'>{html.escape(cell)}</td>"
+                             for i, cell in enumerate(line)) + "</tr>"
+            for line in self._lines()
+        )
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index]
+
+    def column(self, name: str) -> list:
+        return [row.get(name) for row in self.rows]
+
+
+def results_table(histories: dict, **extra: dict) -> Table:
+    """One row per named History, for comparing runs: its stages, epochs, training seconds, the
+    last epoch's validation loss and accuracy, and the best validation accuracy of any epoch.
+
+    ``extra`` adds columns, each a mapping from run name to value, e.g.
+    ``results_table(runs, test_accuracy={"scratch": 0.41, ...})``.
+    """
+    rows = []
+    for name, history in histories.items():
+        if not history.rows:
+            raise ValueError(f"run {name!r} has no epochs")
+        last = history.rows[-1]
+        accuracies = [a for a in history.column("val_accuracy") if _is_number(a)] if "val_accuracy" in history.columns else []
+        row = {
+            "run": name,
+            "stages": " → ".join(stage or "-" for stage, _, _ in history.stages),
+            "epochs": len(history.rows),
+            "seconds": sum(s for s in history.column("seconds") if _is_number(s)),
+            "val_loss": last.get("val_loss"),
+            "val_accuracy": last.get("val_accuracy"),
+            "best_val_accuracy": max(accuracies) if accuracies else None,
+        }
+        for column, values in extra.items():
+            row[column] = values.get(name)
+        rows.append(row)
+    percent = "{:.1%}"
+    formats = {"seconds": "{:.1f}", "val_loss": "{:.3f}", "val_accuracy": percent, "best_val_accuracy": percent}
+    formats.update({column: percent for column in extra if "accuracy" in column})
+    return Table(rows, formats=formats)

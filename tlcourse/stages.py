@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Mapping, Sequence, Union
 
 BlockSpec = Union[str, int, Sequence[str]]
 
@@ -66,15 +66,19 @@ def describe_blocks(blocks: BlockSpec) -> str:
     return "+".join(blocks)
 
 
-def block_lr_factors(trainable: Sequence[str], block_names: Sequence[str], lr_decay: float | None) -> dict[str, float]:
+def block_lr_factors(trainable: Sequence[str], block_names: Sequence[str],
+                     lr_decay: float | Mapping[str, float] | None) -> dict[str, float]:
     """Per trainable block, the factor on the stage's learning rate (discriminative learning rates).
 
     The highest trainable block gets 1; each block below it gets ``lr_decay`` times the one above,
     counted over the model's blocks (so a skipped block still counts as one step down).
-    ``lr_decay=None`` gives every block 1.
+    ``lr_decay=None`` gives every block 1. A dict ``{block name: factor}`` sets the factors
+    directly: 0 keeps a block still, and a trainable block the dict leaves out gets 1.
     """
     if lr_decay is None:
         return {name: 1.0 for name in trainable}
+    if isinstance(lr_decay, Mapping):
+        return _chosen_factors(trainable, block_names, lr_decay)
     if not 0.0 < lr_decay <= 1.0:
         raise ValueError(f"lr_decay must be in (0, 1], e.g. 0.5 halves the rate per block down; got {lr_decay}")
     names = tuple(block_names)
@@ -82,6 +86,16 @@ def block_lr_factors(trainable: Sequence[str], block_names: Sequence[str], lr_de
         return {}
     highest = max(names.index(name) for name in trainable)
     return {name: lr_decay ** (highest - names.index(name)) for name in trainable}
+
+
+def _chosen_factors(trainable: Sequence[str], block_names: Sequence[str],
+                    factors: Mapping[str, float]) -> dict[str, float]:
+    for name, factor in factors.items():
+        _check_known(name, tuple(block_names))
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 0:
+            raise ValueError(f"the factor for {name!r} must be a number >= 0 (0 keeps the block still), "
+                             f"got {factor!r}")
+    return {name: float(factors.get(name, 1.0)) for name in trainable}
 
 
 @dataclass(frozen=True)

@@ -207,3 +207,240 @@ def imagenet_metadata(name: str) -> dict:
         "recipe": meta.get("recipe"),
         "weights": backbone.torch_weights,
     }
+
+
+# --- the zoo as a table: metadata, plus counts and timings measured on this machine ----------------
+
+# Columns of :func:`zoo_table`, with the words a reader sees.
+ZOO_COLUMNS = {
+    "name": "backbone",
+    "profile": "profile",
+    "acc@1": "top-1 %",
+    "acc@5": "top-5 %",
+    "params_m": "params (M)",
+    "weight_layers": "weight layers",
+    "gflops": "GFLOPs",
+    "file_size_mb": "weights (MB)",
+    "latency_ms": "latency (ms)",
+}
+
+
+def count_gflops(model, size: int = 224) -> float:
+    """Billions of multiply-adds of one forward pass of a PyTorch ``model`` on a ``size`` image.
+
+    Counted with ``torch.utils.flop_counter`` (which counts a multiply-add as two operations) and
+    halved, the convention of torchvision's weight metadata (``meta["_ops"]``, "GFLOPS"), so the
+    numbers agree with it; this is how EfficientNet-Lite0, which torchvision lacks, gets its own.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.eval()(torch.zeros(1, 3, size, size, device=device))
+    return counter.get_total_flops() / 2e9
+
+
+def weight_layers(model) -> int:
+    """Convolutions plus fully connected layers of a PyTorch model: the layers that hold weights
+    and transform features (VGG16's 13 + 3 = 16, the number in its name). BatchNorm, activations
+    and pooling are not counted; Keras's "depth" column counts those too, so it is larger."""
+    from torch import nn
+
+    return sum(isinstance(module, (nn.Conv2d, nn.Linear)) for module in model.modules())
+
+
+def measure_latency(model, size: int = 224, batch: int = 1, repeats: int = 5, warmup: int = 1) -> float:
+    """Milliseconds of one forward pass of a PyTorch ``model`` on a ``(batch, 3, size, size)``
+    input, on the model's device and this machine's threads: the fastest of ``repeats`` passes
+    after ``warmup`` untimed ones. Other programs on a busy machine only ever slow a pass down, so
+    the fastest is the steadiest estimate of what the model itself costs. Random weights time the
+    same as trained ones. The number depends on the machine: compare backbones within one run."""
+    import time
+
+    import torch
+
+    device = next(model.parameters()).device
+    x = torch.zeros(batch, 3, size, size, device=device)
+    timings = []
+    model.eval()
+    with torch.inference_mode():
+        for attempt in range(warmup + repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if attempt >= warmup:
+                timings.append((time.perf_counter() - started) * 1000)
+    return min(timings)
+
+
+class ZooTable:
+    """The backbones of the catalogue, one row (a dict keyed like :data:`ZOO_COLUMNS`) each.
+
+    Prints as a text table and shows as HTML in Jupyter; ``table.column("acc@1")`` lists a column;
+    ``table.row("vgg16")`` finds one row. Missing values (``None``) show as "-".
+    """
+
+    def __init__(self, rows, columns=None):
+        self.rows = [dict(row) for row in rows]
+        self.columns = tuple(columns or [c for c in ZOO_COLUMNS if any(c in row for row in self.rows)])
+
+    def column(self, name: str) -> list:
+        return [row.get(name) for row in self.rows]
+
+    def row(self, name: str) -> dict:
+        for row in self.rows:
+            if row["name"] == name:
+                return row
+        raise unknown_backbone_error(name)
+
+    def drop(self, *columns: str) -> "ZooTable":
+        """The same table without ``columns`` (e.g. ``"latency_ms"``, which varies between runs)."""
+        return ZooTable([{k: v for k, v in row.items() if k not in columns} for row in self.rows],
+                        [c for c in self.columns if c not in columns])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    @staticmethod
+    def _cell(column: str, value) -> str:
+        if value is None:
+            return "-"
+        if column in ("acc@1", "acc@5", "params_m", "latency_ms"):
+            return f"{value:.1f}"
+        if column in ("gflops",):
+            return f"{value:.2f}"
+        if column == "file_size_mb":
+            return f"{value:.0f}"
+        return str(value)
+
+    def _lines(self) -> list[list[str]]:
+        return [[self._cell(c, row.get(c)) for c in self.columns] for row in self.rows]
+
+    def __str__(self) -> str:
+        header = [ZOO_COLUMNS.get(c, c) for c in self.columns]
+        lines = self._lines()
+        widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+
+        def fmt(line):
+            first = f"{line[0]:<{widths[0]}}"
+            rest = [f"{cell:<{w}}" if c == "profile" else f"{cell:>{w}}"
+                    for cell, w, c in zip(line[1:], widths[1:], self.columns[1:])]
+            return "  ".join([first, *rest])
+
+        return "\n".join([fmt(header), "-" * len(fmt(header)), *map(fmt, lines)])
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = "".join(f"<th>{html.escape(ZOO_COLUMNS.get(c, c))}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(
+                f"<td style='text-align:{'left' if c in ('name', 'profile') else 'right'}'>{html.escape(cell)}</td>"
+                for c, cell in zip(self.columns, line)) + "</tr>"
+            for line in self._lines()
+        )
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def zoo_table(names=NAMES, *, latency: bool = False, size: int = 224, repeats: int = 5) -> ZooTable:
+    """The catalogue as a table: ImageNet accuracy from the libraries' metadata, and parameters,
+    weight layers and GFLOPs counted on the PyTorch model, built with random weights (offline).
+
+    ``latency=True`` adds the milliseconds of one image of ``size`` pixels on this machine
+    (:func:`measure_latency`), which vary from run to run. Imports torch (and torchvision).
+    """
+    from tlcourse.torch import backbone
+
+    rows = []
+    for name in names:
+        meta = imagenet_metadata(name)
+        model = backbone(name, weights=None)
+        params = sum(p.numel() for p in model.parameters())
+        if params != meta["num_params"]:  # pragma: no cover - would mean a different architecture
+            raise AssertionError(f"{name}: {params} parameters, but its metadata says {meta['num_params']}")
+        gflops = meta["gflops"] if meta["gflops"] is not None else round(count_gflops(model, 224), 3)
+        row = {
+            "name": name,
+            "profile": card(name).profile,
+            "acc@1": meta["acc@1"],
+            "acc@5": meta["acc@5"],
+            "params_m": params / 1e6,
+            "weight_layers": weight_layers(model),
+            "gflops": gflops,
+            "file_size_mb": meta["file_size_mb"],
+        }
+        if latency:
+            row["latency_ms"] = measure_latency(model, size=size, repeats=repeats)
+        rows.append(row)
+    return ZooTable(rows)
+
+
+# --- photos to try an ImageNet classifier on -------------------------------------------------------
+
+# (name, where it comes from): real photos shipped inside scikit-image and scikit-learn.
+SAMPLE_PHOTOS = (
+    ("chelsea", "skimage.data.chelsea: a tabby cat"),
+    ("coffee", "skimage.data.coffee: a cup of coffee"),
+    ("astronaut", "skimage.data.astronaut: Eileen Collins, NASA"),
+    ("rocket", "skimage.data.rocket: a SpaceX Falcon 9 on its pad"),
+    ("camera", "skimage.data.camera: a photographer (greyscale)"),
+    ("china", "sklearn load_sample_image('china.jpg'): a temple"),
+    ("flower", "sklearn load_sample_image('flower.jpg'): a flower"),
+)
+
+
+@dataclass(frozen=True)
+class SamplePhotos:
+    names: tuple[str, ...]
+    images: "object"  # uint8 array (N, size, size, 3)
+    sources: tuple[str, ...]
+
+
+def sample_photos(size: int = 224, crop: bool = False) -> SamplePhotos:
+    """Seven real photos from scikit-image and scikit-learn, resized to ``size`` x ``size`` pixels
+    (bilinear, antialiased, with Pillow), as one uint8 RGB batch. Like ``preprocess``, the whole
+    photo is squeezed into the square unless ``crop=True``, which keeps only its centred square.
+    Greyscale ones are copied into R, G and B. Offline: the files ship inside the two packages."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skimage_data
+    from sklearn.datasets import load_sample_image
+
+    images = []
+    for name, _ in SAMPLE_PHOTOS:
+        image = load_sample_image(f"{name}.jpg") if name in ("china", "flower") else getattr(skimage_data, name)()
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        if crop:
+            top, left, side = _lite0.center_square(*image.shape[:2])
+            image = image[top:top + side, left:left + side]
+        photo = Image.fromarray(np.ascontiguousarray(image[..., :3]))
+        images.append(np.asarray(photo.resize((size, size), Image.BILINEAR)))
+    return SamplePhotos(tuple(n for n, _ in SAMPLE_PHOTOS), np.stack(images), tuple(s for _, s in SAMPLE_PHOTOS))
+
+
+# --- which strategy fits which target set ---------------------------------------------------------
+
+STRATEGIES = {
+    (True, True): "feature extractor: freeze the backbone, train a new head",
+    (True, False): "features from earlier blocks (or freeze the first k blocks), small head",
+    (False, True): "fine-tune the top blocks, or all of them with a small learning rate",
+    (False, False): "fine-tune most or all layers; compare with training from scratch",
+}
+
+
+def suggest_strategy(small: bool, like_imagenet: bool) -> str:
+    """The usual starting point for a target set, from its size and its likeness to ImageNet photos
+    (the rule of thumb of Yosinski et al. 2014 and the CS231n transfer-learning notes): a starting
+    point to test against the alternatives, never a guarantee."""
+    return STRATEGIES[(bool(small), bool(like_imagenet))]

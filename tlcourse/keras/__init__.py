@@ -14,7 +14,33 @@ from tlcourse.config import current_seed as _current_seed  # noqa: E402
 # root unless the user chose otherwise (it must be set before keras is imported).
 _os.environ.setdefault("KERAS_HOME", str(_cache_dir("keras")))
 
-import keras as _keras  # noqa: E402
+
+def _import_keras_quietly():
+    """Import keras (and TensorFlow). TensorFlow 2.21's C++ start-up lines ("oneDNN custom
+    operations are on", with a timestamp) ignore TF_CPP_MIN_LOG_LEVEL and go straight to file
+    descriptor 2, where Jupyter shows them in the cell: while TF_CPP_MIN_LOG_LEVEL asks for quiet
+    (tlcourse sets 2 unless you chose otherwise), descriptor 2 points at the null device during the
+    import. Python exceptions are unaffected."""
+    import sys
+
+    if _os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "1" or "tensorflow" in sys.modules:
+        import keras
+
+        return keras
+    sys.stderr.flush()
+    saved = _os.dup(2)
+    null = _os.open(_os.devnull, _os.O_WRONLY)
+    try:
+        _os.dup2(null, 2)
+        import keras
+    finally:
+        _os.dup2(saved, 2)
+        _os.close(null)
+        _os.close(saved)
+    return keras
+
+
+_keras = _import_keras_quietly()
 
 if _current_seed() is not None:
     _keras.utils.set_random_seed(_current_seed())
@@ -27,4 +53,8 @@ from tlcourse.keras.features import extract_features, register_backbone  # noqa:
 from tlcourse.keras.freezing import blocks, freeze, summary, unfreeze  # noqa: E402,F401
 from tlcourse.keras.heads import explain_sequential_on_functional, swap_head  # noqa: E402,F401
 from tlcourse.keras.staged import Stage, apply_stage, fit_staged  # noqa: E402,F401
+from tlcourse.keras.conservative import L2, L2SP  # noqa: E402,F401
+from tlcourse.keras.layerwise import layerwise_optimizer  # noqa: E402,F401
+from tlcourse.keras.cached import block_inputs, maps_transform, upper_blocks  # noqa: E402,F401
 from tlcourse.keras.backbones import backbone, backbone_preprocess  # noqa: E402,F401
+from tlcourse.keras.dann import DANN, GradientReversal, build_dann, build_dann_digits, dann_features, fit_dann, reverse_gradient  # noqa: E402,F401

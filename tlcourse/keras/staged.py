@@ -48,12 +48,25 @@ def block_rate_optimizer(model: keras.Model, lr: float, lr_decay: float | None, 
     factor_by_path = {w.path: factors[name] for name, weights in trained.items() for w in weights}
 
     class BlockRates(classes[optimizer]):
-        def update_step(self, gradient, variable, learning_rate):
+        def _factor(self, variable) -> float:
             if not hasattr(self, "_factor_by_key"):
                 self._factor_by_key = {self._var_key(v): factor_by_path.get(v.path, 1.0)
                                        for v in self._trainable_variables}
-            factor = self._factor_by_key.get(self._var_key(variable), 1.0)
-            return super().update_step(gradient, variable, learning_rate * factor)
+            return self._factor_by_key.get(self._var_key(variable), 1.0)
+
+        def update_step(self, gradient, variable, learning_rate):
+            return super().update_step(gradient, variable, learning_rate * self._factor(variable))
+
+        def _apply_weight_decay(self, variables):
+            # Keras decays every weight at the global rate; decay each at its block's rate instead,
+            # as torch's AdamW does per parameter group (so a factor of 0 keeps a block still).
+            if self.weight_decay is None:
+                return
+            for variable in variables:
+                if self._use_weight_decay(variable):
+                    rate = keras.ops.cast(self.learning_rate * self.weight_decay * self._factor(variable),
+                                          variable.dtype)
+                    variable.assign(variable - variable * rate)
 
     return BlockRates(learning_rate=lr, **options)
 

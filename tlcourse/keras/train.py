@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
+from tlcourse.keras.conservative import L2SP
 from tlcourse.training import as_split, lr_factor
 
 __all__ = ["fit", "evaluate", "predict"]
@@ -99,6 +100,43 @@ def _make_optimizer(optimizer, lr, momentum, nesterov, weight_decay, clip_grad_n
     raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam', 'sgd' or a keras.optimizers.Optimizer")
 
 
+class _PenalisedLoss(keras.losses.Loss):
+    """Cross-entropy plus ``penalty(model)``: the way a penalty enters Keras' compiled train step.
+
+    The penalty's value is also written to ``last_penalty`` for :class:`_PenaltyMean` to report.
+    """
+
+    def __init__(self, penalty: Callable, model: keras.Model):
+        super().__init__(name="penalised_crossentropy")
+        self.penalty, self.model = penalty, model
+        self.crossentropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+        self.last_penalty = keras.Variable(0.0, trainable=False, name="last_penalty")
+
+    def call(self, y_true, y_pred):
+        extra = keras.ops.cast(self.penalty(self.model), "float32")
+        self.last_penalty.assign(keras.ops.stop_gradient(extra))
+        return self.crossentropy(y_true, y_pred) + extra  # averaged over the batch: mean CE + penalty
+
+
+class _PenaltyMean(keras.metrics.Mean):
+    """The penalty that the loss just computed, averaged over the epoch (weighted by batch size, like the loss)."""
+
+    def __init__(self, loss: _PenalisedLoss):
+        super().__init__(name="penalty")
+        self.loss = loss
+
+    def update_state(self, y_true, y_pred=None, sample_weight=None):
+        batch = keras.ops.cast(keras.ops.shape(y_true)[0], "float32")
+        return super().update_state(self.loss.last_penalty, sample_weight=batch)
+
+
+def _check_penalty_without_decay(penalty, opt: keras.optimizers.Optimizer, weight_decay: float) -> None:
+    """An L2 or L2-SP penalty and weight decay would pull the same weights twice, to different points."""
+    if isinstance(penalty, L2SP) and (weight_decay or opt.weight_decay):
+        raise ValueError(f"{type(penalty).__name__} already pulls the weights (towards {penalty.pulls_towards}); "
+                         "drop the weight decay: weight_decay=0 and an optimizer built without it")
+
+
 def _seed_generators(model: keras.Model) -> list:
     """The random-state variables of the model's layers (Dropout, random augmentation layers)."""
     return [gen for layer in model._flatten_layers() for gen in getattr(layer, "_seed_generators", [])]
@@ -119,11 +157,13 @@ class _Recorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        # with a penalty, Keras' "loss" is cross-entropy + penalty; the row's loss is the cross-entropy alone
+        extra = {"penalty": logs["penalty"]} if "penalty" in logs else {}
         self.history.add(
             epoch=self.epoch_offset + epoch + 1, stage=self.stage,
-            loss=logs.get("loss"), accuracy=logs.get("accuracy"),
-            val_loss=logs.get("val_loss"), val_accuracy=logs.get("val_accuracy"),
-            lr=self.lr, seconds=time.perf_counter() - self.started,
+            loss=logs.get("crossentropy", logs.get("loss")), accuracy=logs.get("accuracy"),
+            val_loss=logs.get("val_crossentropy", logs.get("val_loss")), val_accuracy=logs.get("val_accuracy"),
+            lr=self.lr, seconds=time.perf_counter() - self.started, **extra,
         )
 
 
@@ -154,8 +194,8 @@ class _ProgressBar(keras.callbacks.Callback):
 class _EarlyStopping(keras.callbacks.EarlyStopping):
     """Keras' EarlyStopping on val_loss, restoring the best weights, able to resume its count."""
 
-    def __init__(self, patience: int, resumed: dict | None = None):
-        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
+    def __init__(self, patience: int, resumed: dict | None = None, monitor: str = "val_loss"):
+        super().__init__(monitor=monitor, patience=patience, restore_best_weights=True)
         self.resumed = resumed
 
     def on_train_begin(self, logs=None):
@@ -168,18 +208,23 @@ class _EarlyStopping(keras.callbacks.EarlyStopping):
 class _Checkpoint(keras.callbacks.Callback):
     """Saves weights, optimizer variables, random states, history and progress after each epoch."""
 
-    def __init__(self, path: Path, run: dict, history: History, stopper: _EarlyStopping | None):
+    def __init__(self, path: Path, run: dict, history: History, stopper: _EarlyStopping | None, penalty=None):
         super().__init__()
-        self.path, self.run, self.history, self.stopper = path, run, history, stopper
+        self.path, self.run, self.history, self.stopper, self.penalty = path, run, history, stopper, penalty
 
     def on_epoch_end(self, epoch, logs=None):
         state = {**self.run, "epochs_done": epoch + 1, "stopped_early": bool(self.model.stop_training),
                  "history": self.history.to_dict()}
-        _save_checkpoint(self.path, self.model, state, self.stopper)
+        _save_checkpoint(self.path, self.model, state, self.stopper, self.penalty)
 
 
-def _save_checkpoint(path: Path, model: keras.Model, state: dict, stopper: _EarlyStopping | None) -> None:
+def _save_checkpoint(path: Path, model: keras.Model, state: dict, stopper: _EarlyStopping | None,
+                     penalty=None) -> None:
     arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
+    if hasattr(penalty, "state_dict"):  # the penalty's fixed data, e.g. L2SP's pretrained snapshot
+        snapshot = penalty.state_dict()
+        state["penalty"] = list(snapshot)
+        arrays |= {f"penalty_{i}": np.asarray(value) for i, value in enumerate(snapshot.values())}
     arrays |= {f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)}
     arrays |= {f"seed_{i}": keras.ops.convert_to_numpy(g.state) for i, g in enumerate(_seed_generators(model))}
     if stopper is not None:
@@ -193,8 +238,8 @@ def _save_checkpoint(path: Path, model: keras.Model, state: dict, stopper: _Earl
     os.replace(partial, path)  # a run killed mid-save leaves the previous checkpoint intact
 
 
-def _load_checkpoint(path: Path, model: keras.Model) -> tuple[dict, list | None]:
-    """Load weights, optimizer variables and random states into ``model``; return (state, best weights)."""
+def _load_checkpoint(path: Path, model: keras.Model, penalty=None) -> tuple[dict, list | None]:
+    """Load weights, optimizer variables, random states (and the penalty's snapshot); return (state, best weights)."""
     with np.load(path) as stored:
         state = json.loads(str(stored["state"]))
         if state.get("format") != _CHECKPOINT_FORMAT:
@@ -207,6 +252,8 @@ def _load_checkpoint(path: Path, model: keras.Model) -> tuple[dict, list | None]
             variable.assign(value)
         for generator, value in zip(_seed_generators(model), listed("seed"), strict=True):
             generator.state.assign(value)
+        if "penalty" in state and hasattr(penalty, "load_state_dict"):
+            penalty.load_state_dict(dict(zip(state["penalty"], listed("penalty"), strict=True)))
         best = listed("best") or None
     return state, best
 
@@ -235,6 +282,7 @@ def fit(
     seed: int | None = None,
     progress: bool = True,
     history: History | None = None,
+    penalty: Callable[[keras.Model], object] | None = None,
 ) -> History:
     """Train ``model`` (which outputs logits) with sparse cross-entropy for ``epochs`` epochs.
 
@@ -251,6 +299,11 @@ def fit(
     stage: label written in every row, e.g. the block unfrozen in this stage.
     seed: seeds Python, numpy, TensorFlow and the model's own random layers, so a run repeats.
     history: a History to append to (in place), epochs continuing from its last one.
+    penalty: a function ``model -> scalar tensor`` (written with ``keras.ops``) added to the loss at
+        every step inside the compiled train step, such as ``tlcourse.keras.L2SP(model)`` or
+        ``L2(model)``; the History's ``penalty`` column is its mean over each epoch, and ``loss``
+        stays the cross-entropy alone. An L2SP/L2 penalty cannot be combined with weight decay,
+        and its snapshot is kept in the checkpoint.
     """
     train = as_split(train, "train")
     if not len(train):
@@ -263,18 +316,23 @@ def fit(
     _check_num_classes(model, train, transform)
     if not model.trainable_weights:
         raise ValueError("every weight is frozen, so there is nothing to train; unfreeze some layers first")
+    if penalty is not None and not callable(penalty):
+        raise TypeError(f"penalty must be a function model -> scalar tensor, such as L2SP(model); got {penalty!r}")
     if seed is not None:
         seed_everything(seed)
         for i, generator in enumerate(_seed_generators(model)):  # Dropout & co. draw from these
             generator.state.assign(np.array([seed + i, 0], dtype=generator.state.dtype))
 
     opt = _make_optimizer(optimizer, lr, momentum, nesterov, weight_decay, clip_grad_norm)
+    _check_penalty_without_decay(penalty, opt, weight_decay)
     base_lr = float(keras.ops.convert_to_numpy(opt.learning_rate))  # before a checkpoint overwrites it
-    model.compile(
-        optimizer=opt,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if penalty is not None:
+        loss = _PenalisedLoss(penalty, model)
+        metrics += [keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="crossentropy"),
+                    _PenaltyMean(loss)]
+    model.compile(optimizer=opt, loss=loss, metrics=metrics)
     if history is None:
         history = History(meta={"framework": "keras"})
     run = {
@@ -287,13 +345,14 @@ def fit(
     }
     resumed_stopper = None
     if resume and Path(checkpoint).exists():
-        saved, best_weights = _load_checkpoint(Path(checkpoint), model)
+        saved, best_weights = _load_checkpoint(Path(checkpoint), model, penalty)
         history.rows[:] = History.from_dict(saved.pop("history")).rows
         run.update((key, saved[key]) for key in run)
         if early_stopping is not None and "early_stopping" in saved:
             resumed_stopper = {**saved["early_stopping"], "best_weights": best_weights}
 
-    stopper = _EarlyStopping(early_stopping, resumed_stopper) if early_stopping is not None else None
+    monitor = "val_crossentropy" if penalty is not None else "val_loss"  # the data's loss, as in tlcourse.torch
+    stopper = _EarlyStopping(early_stopping, resumed_stopper, monitor) if early_stopping is not None else None
     first_epoch = run["epochs_done"]
     if run["stopped_early"] or first_epoch >= epochs:  # the checkpointed run had finished
         if resumed_stopper and resumed_stopper["best_weights"]:
@@ -309,7 +368,7 @@ def fit(
     if stopper is not None:
         callbacks.append(stopper)
     if checkpoint is not None:
-        callbacks.append(_Checkpoint(Path(checkpoint), run, history, stopper))
+        callbacks.append(_Checkpoint(Path(checkpoint), run, history, stopper, penalty))
     if progress:
         callbacks.append(_ProgressBar(history, stage))
 

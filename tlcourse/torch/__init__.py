@@ -20,4 +20,8 @@ from tlcourse.torch.features import extract_features, register_backbone  # noqa:
 from tlcourse.torch.freezing import blocks, freeze, summary, unfreeze  # noqa: E402,F401
 from tlcourse.torch.heads import swap_head  # noqa: E402,F401
 from tlcourse.torch.staged import Stage, apply_stage, fit_staged  # noqa: E402,F401
+from tlcourse.torch.conservative import L2, L2SP  # noqa: E402,F401
+from tlcourse.torch.layerwise import layerwise_optimizer  # noqa: E402,F401
+from tlcourse.torch.cached import block_inputs, maps_transform, upper_blocks  # noqa: E402,F401
 from tlcourse.torch.backbones import backbone, backbone_preprocess  # noqa: E402,F401
+from tlcourse.torch.dann import DANN, GradientReversal, build_dann, build_dann_digits, dann_features, fit_dann, reverse_gradient  # noqa: E402,F401

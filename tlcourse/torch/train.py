@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
+from tlcourse.torch.conservative import L2SP
 from tlcourse.torch.freezing import keep_frozen_batchnorm_in_eval
 from tlcourse.training import as_split, lr_factor
 
@@ -167,6 +168,7 @@ def fit(
     seed: int | None = None,
     progress: bool = True,
     history: History | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> History:
     """Train ``model`` (which outputs logits) with cross-entropy for ``epochs`` epochs.
 
@@ -182,6 +184,10 @@ def fit(
         ``resume=True`` continues from it when it exists (and starts afresh when it does not).
     stage: label written in every row, e.g. the block unfrozen in this stage.
     history: a History to append to (in place), epochs continuing from its last one.
+    penalty: a function ``model -> scalar tensor`` added to the loss at every step, such as
+        ``tlcourse.torch.L2SP(model)`` or ``L2(model)``; the History's ``penalty`` column is its
+        mean over each epoch, and ``loss`` stays the cross-entropy alone. An L2SP/L2 penalty
+        cannot be combined with weight decay, and its snapshot is kept in the checkpoint.
 
     Moves the model to CUDA when present (channels_last there), leaves it in eval mode and returns
     the History.
@@ -194,6 +200,8 @@ def fit(
         raise ValueError("early_stopping watches val_loss: pass a validation split, fit(model, train, val, ...)")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=<path> to resume from")
+    if penalty is not None and not callable(penalty):
+        raise TypeError(f"penalty must be a function model -> scalar tensor, such as L2SP(model); got {penalty!r}")
     if seed is not None:
         seed_everything(seed)
 
@@ -204,6 +212,7 @@ def fit(
     _check_num_classes(model, train, transform, device)
 
     opt = _make_optimizer(model, optimizer, lr, momentum, nesterov, weight_decay)
+    _check_penalty_without_decay(penalty, opt, weight_decay)
     scheduler = (
         torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_factor(schedule, epoch, epochs))
         if schedule is not None else None
@@ -236,6 +245,8 @@ def fit(
         _set_rng_states(saved["rng"])
         history.rows[:] = History.from_dict(saved["history"]).rows
         run.update((key, saved[key]) for key in run)
+        if saved.get("penalty") is not None and hasattr(penalty, "load_state_dict"):
+            penalty.load_state_dict(saved["penalty"])  # the snapshot the run started from, not today's weights
 
     shuffler = torch.Generator()
     train_loader = _loader(train, batch_size, transform, device, generator=shuffler)
@@ -249,7 +260,7 @@ def fit(
         bar = tqdm(total=len(train_loader), disable=not progress, unit="batch",
                    desc=f"epoch {number}" + (f" [{stage}]" if stage else ""))
         row = _train_epoch(model, train_loader, opt, scaler, device, bar=bar, augment=augment,
-                           clip_grad_norm=clip_grad_norm,
+                           clip_grad_norm=clip_grad_norm, penalty=penalty,
                            sgd_weight_decay=weight_decay if isinstance(optimizer, str) and optimizer == "sgd" else 0)
         if scheduler is not None:
             scheduler.step()
@@ -269,6 +280,7 @@ def fit(
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "scaler": scaler.state_dict(), "early_stopping": stopper.state_dict() if stopper is not None else None,
                 "rng": _rng_states(), "history": history.to_dict(),
+                "penalty": penalty.state_dict() if hasattr(penalty, "state_dict") else None,
             })
         if run["stopped_early"]:
             break
@@ -280,13 +292,15 @@ def fit(
     return history
 
 
-def _train_epoch(model, loader, opt, scaler, device, *, bar, augment, clip_grad_norm, sgd_weight_decay) -> dict:
-    """One pass over the training batches; returns the epoch's mean loss and accuracy."""
+def _train_epoch(model, loader, opt, scaler, device, *, bar, augment, clip_grad_norm, penalty,
+                 sgd_weight_decay) -> dict:
+    """One pass over the training batches; returns the epoch's mean loss, accuracy (and penalty)."""
     model.train()
     keep_frozen_batchnorm_in_eval(model)
     on_cuda = device.type == "cuda"
     trainable = [p for group in opt.param_groups for p in group["params"]]
     loss_sum = torch.zeros((), device=device)
+    penalty_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
@@ -298,8 +312,13 @@ def _train_epoch(model, loader, opt, scaler, device, *, bar, augment, clip_grad_
         with torch.autocast(device.type, dtype=torch.float16, enabled=on_cuda):
             logits = model(images)
             loss = F.cross_entropy(logits, labels)
+        objective = loss
+        if penalty is not None:
+            extra = penalty(model)  # outside autocast: a sum over millions of weights wants float32
+            objective = loss + extra
+            penalty_sum += extra.detach().float() * len(labels)
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(objective).backward()
         if clip_grad_norm is not None:
             scaler.unscale_(opt)
             nn.utils.clip_grad_norm_(trainable, clip_grad_norm)
@@ -312,7 +331,17 @@ def _train_epoch(model, loader, opt, scaler, device, *, bar, augment, clip_grad_
         correct += (logits.argmax(1) == labels).sum()
         bar.update()
     count = len(loader.dataset)
-    return {"loss": loss_sum.item() / count, "accuracy": correct.item() / count}
+    scores = {"loss": loss_sum.item() / count, "accuracy": correct.item() / count}
+    if penalty is not None:
+        scores["penalty"] = penalty_sum.item() / count
+    return scores
+
+
+def _check_penalty_without_decay(penalty, opt: torch.optim.Optimizer, weight_decay: float) -> None:
+    """An L2 or L2-SP penalty and weight decay would pull the same weights twice, to different points."""
+    if isinstance(penalty, L2SP) and (weight_decay or any(g.get("weight_decay") for g in opt.param_groups)):
+        raise ValueError(f"{type(penalty).__name__} already pulls the weights (towards {penalty.pulls_towards}); "
+                         "drop the weight decay: weight_decay=0 and an optimizer built without it")
 
 
 def _save_checkpoint(path, state: dict) -> None:
