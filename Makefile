@@ -3,6 +3,10 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
+# matplotlib's font list lives with the environment whose fonts it lists: a list shared through
+# ~/.cache and written by another, since deleted, environment lacks the fonts of this one, and
+# every plot then prints font warnings into the notebook's outputs.
+export MPLCONFIGDIR ?= $(abspath $(VENV))/matplotlib
 
 .PHONY: lab test test-lib test-notebooks install clean refresh course site
 
