@@ -35,7 +35,7 @@ keras = pytest.importorskip("keras")
 import tlcourse.torch as tt  # noqa: E402
 import tlcourse.keras as tk  # noqa: E402
 from tlcourse.keras import freezing as kfreeze, staged as kstaged  # noqa: E402
-from tlcourse.torch import freezing as tfreeze, staged as tstaged  # noqa: E402
+from tlcourse.torch import freezing as tfreeze, layerwise as tlayerwise, staged as tstaged  # noqa: E402
 
 
 def test_schedule_gives_the_same_trainable_sets_in_both_frameworks():
@@ -52,7 +52,7 @@ def test_schedule_gives_the_same_trainable_sets_in_both_frameworks():
 def test_torch_param_groups_halve_down_the_blocks():
     model = tt.build_lite0(weights=None)
     tstaged.apply_stage(model, Stage("block6", 1, 1e-3))
-    groups = tstaged.block_param_groups(model, 1e-3, lr_decay=0.5)
+    groups = tlayerwise.block_param_groups(model, 1e-3, lr_decay=0.5)
     assert [(g["block"], g["lr"]) for g in groups] == [("top", 1e-3), ("block7", 5e-4), ("block6", 2.5e-4)]
     grouped = sum(p.numel() for g in groups for p in g["params"])
     assert grouped == tfreeze.summary(model).trainable

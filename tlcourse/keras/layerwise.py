@@ -15,9 +15,53 @@ from typing import Mapping
 
 import keras
 
-from tlcourse.keras.staged import block_rate_optimizer
+from tlcourse.keras.freezing import blocks
+from tlcourse.stages import block_lr_factors
 
-__all__ = ["layerwise_optimizer"]
+__all__ = ["block_rate_optimizer", "layerwise_optimizer"]
+
+
+def block_rate_optimizer(model: keras.Model, lr: float, lr_decay: float | None, optimizer: str = "adam",
+                         **options) -> keras.optimizers.Optimizer:
+    """A Keras optimizer whose step for each weight is scaled by its block's learning-rate factor.
+
+    The mirror of ``tlcourse.torch.layerwise.block_param_groups``: the top trainable block learns at
+    ``lr``, each block below at ``lr_decay`` times the one above. Keras 3 optimizers have one
+    learning rate, so this subclass multiplies it per weight inside ``update_step``; ``options``
+    go to the optimizer (``weight_decay``, ``momentum``, ``nesterov``, ``global_clipnorm``).
+    """
+    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+    if optimizer not in classes:
+        raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'sgd'")
+    block_map = blocks(model)
+    trained = {name: [w for layer in layers for w in layer.trainable_weights]
+               for name, layers in block_map.items()}
+    trained = {name: weights for name, weights in trained.items() if weights}
+    factors = block_lr_factors(tuple(trained), tuple(block_map), lr_decay)
+    factor_by_path = {w.path: factors[name] for name, weights in trained.items() for w in weights}
+
+    class BlockRates(classes[optimizer]):
+        def _factor(self, variable) -> float:
+            if not hasattr(self, "_factor_by_key"):
+                self._factor_by_key = {self._var_key(v): factor_by_path.get(v.path, 1.0)
+                                       for v in self._trainable_variables}
+            return self._factor_by_key.get(self._var_key(variable), 1.0)
+
+        def update_step(self, gradient, variable, learning_rate):
+            return super().update_step(gradient, variable, learning_rate * self._factor(variable))
+
+        def _apply_weight_decay(self, variables):
+            # Keras decays every weight at the global rate; decay each at its block's rate instead,
+            # as torch's AdamW does per parameter group (so a factor of 0 keeps a block still).
+            if self.weight_decay is None:
+                return
+            for variable in variables:
+                if self._use_weight_decay(variable):
+                    rate = keras.ops.cast(self.learning_rate * self.weight_decay * self._factor(variable),
+                                          variable.dtype)
+                    variable.assign(variable - variable * rate)
+
+    return BlockRates(learning_rate=lr, **options)
 
 
 def layerwise_optimizer(

@@ -13,10 +13,11 @@ import keras
 
 from tlcourse.history import History
 from tlcourse.keras.freezing import blocks, freeze, unfreeze
+from tlcourse.keras.layerwise import layerwise_optimizer
 from tlcourse.keras.train import fit
-from tlcourse.stages import Stage, block_lr_factors, check_staged_arguments, resolve_blocks
+from tlcourse.stages import Stage, check_staged_arguments, resolve_blocks
 
-__all__ = ["Stage", "apply_stage", "block_rate_optimizer", "fit_staged", "DEFAULT_STAGES"]
+__all__ = ["Stage", "apply_stage", "fit_staged", "DEFAULT_STAGES"]
 
 DEFAULT_STAGES = (Stage("top", epochs=2, lr=1e-3), Stage("block7", epochs=2, lr=1e-4))
 
@@ -26,49 +27,6 @@ def apply_stage(model: keras.Model, stage: Stage, train_batchnorm: bool = False)
     freeze(model)
     unfreeze(model, stage.blocks, train_batchnorm=train_batchnorm)
     return resolve_blocks(stage.blocks, tuple(blocks(model)))
-
-
-def block_rate_optimizer(model: keras.Model, lr: float, lr_decay: float | None, optimizer: str = "adam",
-                         **options) -> keras.optimizers.Optimizer:
-    """A Keras optimizer whose step for each weight is scaled by its block's learning-rate factor.
-
-    The mirror of ``tlcourse.torch.staged.block_param_groups``: the top trainable block learns at
-    ``lr``, each block below at ``lr_decay`` times the one above. Keras 3 optimizers have one
-    learning rate, so this subclass multiplies it per weight inside ``update_step``; ``options``
-    go to the optimizer (``weight_decay``, ``momentum``, ``nesterov``, ``global_clipnorm``).
-    """
-    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
-    if optimizer not in classes:
-        raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'sgd'")
-    block_map = blocks(model)
-    trained = {name: [w for layer in layers for w in layer.trainable_weights]
-               for name, layers in block_map.items()}
-    trained = {name: weights for name, weights in trained.items() if weights}
-    factors = block_lr_factors(tuple(trained), tuple(block_map), lr_decay)
-    factor_by_path = {w.path: factors[name] for name, weights in trained.items() for w in weights}
-
-    class BlockRates(classes[optimizer]):
-        def _factor(self, variable) -> float:
-            if not hasattr(self, "_factor_by_key"):
-                self._factor_by_key = {self._var_key(v): factor_by_path.get(v.path, 1.0)
-                                       for v in self._trainable_variables}
-            return self._factor_by_key.get(self._var_key(variable), 1.0)
-
-        def update_step(self, gradient, variable, learning_rate):
-            return super().update_step(gradient, variable, learning_rate * self._factor(variable))
-
-        def _apply_weight_decay(self, variables):
-            # Keras decays every weight at the global rate; decay each at its block's rate instead,
-            # as torch's AdamW does per parameter group (so a factor of 0 keeps a block still).
-            if self.weight_decay is None:
-                return
-            for variable in variables:
-                if self._use_weight_decay(variable):
-                    rate = keras.ops.cast(self.learning_rate * self.weight_decay * self._factor(variable),
-                                          variable.dtype)
-                    variable.assign(variable - variable * rate)
-
-    return BlockRates(learning_rate=lr, **options)
 
 
 def fit_staged(
@@ -87,7 +45,7 @@ def fit_staged(
 
     The same arguments as ``tlcourse.torch.fit_staged``; other keyword arguments go to
     ``tlcourse.keras.fit``. With ``lr_decay`` each stage's optimizer comes from
-    :func:`block_rate_optimizer`.
+    :func:`tlcourse.keras.layerwise.layerwise_optimizer`.
 
     Returns the History, epochs numbered on across stages, each row's ``stage`` the stage's label.
     """
@@ -104,7 +62,5 @@ def fit_staged(
 
 def _stage_optimizer(model, stage: Stage, optimizer: str, lr_decay: float, fit_kwargs: dict):
     # the options fit() would have given a named optimizer; fit ignores them for a ready-made one
-    options = {"weight_decay": fit_kwargs.get("weight_decay") or None}
-    if optimizer == "sgd":
-        options.update(momentum=fit_kwargs.get("momentum", 0.9), nesterov=fit_kwargs.get("nesterov", False))
-    return block_rate_optimizer(model, stage.lr, lr_decay, optimizer, **options)
+    return layerwise_optimizer(model, stage.lr, lr_decay, optimizer, weight_decay=fit_kwargs.get("weight_decay", 0.0),
+                               momentum=fit_kwargs.get("momentum", 0.9), nesterov=fit_kwargs.get("nesterov", False))

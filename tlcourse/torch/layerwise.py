@@ -16,9 +16,25 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from tlcourse.torch.staged import block_param_groups
+from tlcourse.stages import block_lr_factors
+from tlcourse.torch.freezing import blocks
 
-__all__ = ["layerwise_optimizer"]
+__all__ = ["block_param_groups", "layerwise_optimizer"]
+
+
+def block_param_groups(model: nn.Module, lr: float, lr_decay: float | None = None) -> list[dict]:
+    """Optimizer parameter groups, one per block with trainable parameters, top block first.
+
+    The top trainable block learns at ``lr``, each block below at ``lr_decay`` times the one
+    above (discriminative learning rates); ``lr_decay=None`` gives them all ``lr``. Each group
+    carries a ``"block"`` key naming its block.
+    """
+    block_map = blocks(model)
+    trainable = {name: [p for p in module.parameters() if p.requires_grad] for name, module in block_map.items()}
+    trainable = {name: params for name, params in trainable.items() if params}
+    factors = block_lr_factors(tuple(trainable), tuple(block_map), lr_decay)
+    return [{"params": trainable[name], "lr": lr * factors[name], "block": name}
+            for name in reversed(block_map) if name in trainable]
 
 
 def layerwise_optimizer(

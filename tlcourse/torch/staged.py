@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from tlcourse.history import History
-from tlcourse.stages import Stage, block_lr_factors, check_staged_arguments, resolve_blocks
+from tlcourse.stages import Stage, check_staged_arguments, resolve_blocks
 from tlcourse.torch.freezing import blocks, freeze, unfreeze
+from tlcourse.torch.layerwise import layerwise_optimizer
 from tlcourse.torch.train import fit
 
-__all__ = ["Stage", "apply_stage", "block_param_groups", "fit_staged", "DEFAULT_STAGES"]
+__all__ = ["Stage", "apply_stage", "fit_staged", "DEFAULT_STAGES"]
 
 DEFAULT_STAGES = (Stage("top", epochs=2, lr=1e-3), Stage("block7", epochs=2, lr=1e-4))
 
@@ -28,34 +29,10 @@ def apply_stage(model: nn.Module, stage: Stage, train_batchnorm: bool = False) -
     return resolve_blocks(stage.blocks, tuple(blocks(model)))
 
 
-def block_param_groups(model: nn.Module, lr: float, lr_decay: float | None = None) -> list[dict]:
-    """Optimizer parameter groups, one per block with trainable parameters, top block first.
-
-    The top trainable block learns at ``lr``, each block below at ``lr_decay`` times the one
-    above (discriminative learning rates); ``lr_decay=None`` gives them all ``lr``. Each group
-    carries a ``"block"`` key naming its block.
-    """
-    block_map = blocks(model)
-    trainable = {name: [p for p in module.parameters() if p.requires_grad] for name, module in block_map.items()}
-    trainable = {name: params for name, params in trainable.items() if params}
-    factors = block_lr_factors(tuple(trainable), tuple(block_map), lr_decay)
-    return [{"params": trainable[name], "lr": lr * factors[name], "block": name}
-            for name in reversed(block_map) if name in trainable]
-
-
 def _stage_optimizer(model, stage: Stage, optimizer: str, lr_decay: float, fit_kwargs: dict) -> torch.optim.Optimizer:
-    groups = block_param_groups(model, stage.lr, lr_decay)
-    weight_decay = fit_kwargs.get("weight_decay", 0.0)
-    if optimizer == "adam":
-        if weight_decay:
-            return torch.optim.AdamW(groups, lr=stage.lr, weight_decay=weight_decay)
-        return torch.optim.Adam(groups, lr=stage.lr)
-    if optimizer == "sgd":
-        if weight_decay:
-            raise ValueError("lr_decay with optimizer='sgd' does not support weight_decay yet; use 'adam'")
-        return torch.optim.SGD(groups, lr=stage.lr, momentum=fit_kwargs.get("momentum", 0.9),
-                               nesterov=fit_kwargs.get("nesterov", False))
-    raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'sgd'")
+    # the options fit() would have given a named optimizer; fit ignores them for a ready-made one
+    return layerwise_optimizer(model, stage.lr, lr_decay, optimizer, weight_decay=fit_kwargs.get("weight_decay", 0.0),
+                               momentum=fit_kwargs.get("momentum", 0.9), nesterov=fit_kwargs.get("nesterov", False))
 
 
 def fit_staged(
