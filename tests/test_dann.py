@@ -313,3 +313,109 @@ def test_recipe_transforms_centre_each_domain_only_when_asked():
         source_tf, target_tf = centred.transforms(module, SOURCE, TARGET.images)
         assert np.allclose(source_tf.mean, dann.channel_mean(SOURCE))
         assert np.allclose(target_tf.mean, dann.channel_mean(TARGET))
+
+
+# -- the digits network with BatchNorm (the quick recipe) ------------------------------------------
+def channels_last(flat: np.ndarray, channels: int = 48) -> np.ndarray:
+    """PyTorch's flattened (C, H, W) feature order as Keras' (H, W, C)."""
+    side = int(round((flat.shape[1] / channels) ** 0.5))
+    return flat.reshape(len(flat), channels, side, side).transpose(0, 2, 3, 1).reshape(len(flat), -1)
+
+
+def test_batchnorm_digits_network_is_the_same_in_both_frameworks():
+    assert dann.recipe("quick").model_kwargs()["batchnorm"] is True
+    torch.manual_seed(0)
+    torch_model = tt.build_dann_digits(batchnorm=True)
+    keras_model = tk.build_dann_digits(batchnorm=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in torch_model.features) == 2
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in tt.build_dann_digits().features)
+    narrow = tt.build_dann_digits(filters=(16, 32)), tk.build_dann_digits(filters=(16, 32))
+    assert [m.out_channels for m in narrow[0].features if isinstance(m, torch.nn.Conv2d)] == [16, 32]
+    assert [layer.filters for layer in narrow[1].features.layers if isinstance(layer, keras.layers.Conv2D)] == [16, 32]
+    with torch.no_grad():  # give the statistics something other than their defaults
+        for m in torch_model.features:
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    tk.dann.assign_torch_state(keras_model, {k: v.numpy() for k, v in torch_model.state_dict().items()})
+    images = np.random.default_rng(0).random((6, 28, 28, 3)).astype(np.float32)
+
+    torch_model.eval()
+    with torch.no_grad():
+        expected = channels_last(torch_model.features(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy())
+    got = keras.ops.convert_to_numpy(keras_model.features(images, training=False))
+    assert np.allclose(got, expected, atol=1e-4)
+
+    # one training-mode pass: both normalise with the batch's statistics and move their running
+    # statistics by the same share (PyTorch momentum 0.1 = Keras momentum 0.9)
+    torch_model.train()
+    with torch.no_grad():
+        trained = channels_last(torch_model.features(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy())
+    got = keras.ops.convert_to_numpy(keras_model.features(images, training=True))
+    assert np.allclose(got, trained, atol=1e-4) and not np.allclose(trained, expected, atol=1e-3)
+    torch_norm = [m for m in torch_model.features if isinstance(m, torch.nn.BatchNorm2d)][0]
+    keras_norm = [layer for layer in keras_model.features.layers if isinstance(layer, keras.layers.BatchNormalization)][0]
+    assert np.allclose(keras_norm.get_weights()[2], torch_norm.running_mean.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_a_batchnorm_dann_trains_and_its_statistics_see_both_domains(name):
+    fw = FRAMEWORKS[name][0]
+    def digit_sized(images):  # 12x12 -> 36x36 -> the middle 28x28
+        return np.repeat(np.repeat(images, 3, axis=1), 3, axis=2)[:, 4:32, 4:32]
+
+    source, target = Split(digit_sized(SOURCE.images), SOURCE.labels), digit_sized(TARGET.images)
+    means = {}
+    for adapt in (False, True):
+        if name == "torch":
+            torch.manual_seed(0)
+        else:
+            keras.utils.set_random_seed(0)
+        model = fw.build_dann_digits(4, (28, 28, 3), batchnorm=True)
+        history = fw.fit_dann(model, source, target if adapt else None, epochs=2, batch_size=8, lr=0.01,
+                              adapt=adapt, seed=0, progress=False)
+        assert np.isfinite(history["loss"]).all()
+        if name == "torch":
+            norm = [m for m in model.features if isinstance(m, torch.nn.BatchNorm2d)][0]
+            means[adapt] = norm.running_mean.numpy().copy()
+        else:
+            norm = [layer for layer in model.features.layers if isinstance(layer, keras.layers.BatchNormalization)][0]
+            means[adapt] = np.array(norm.get_weights()[2])
+    # the target's brighter background raises the first layer's running mean only when target batches pass
+    assert not np.allclose(means[True], means[False], atol=1e-3)
+
+
+def test_proxy_a_distance_is_zero_for_one_domain_and_two_for_separate_ones():
+    rng = np.random.default_rng(0)
+    same = rng.normal(size=(400, 8)), rng.normal(size=(300, 8))
+    assert dann.proxy_a_distance(*same) < 0.3
+    apart = rng.normal(size=(200, 8)), rng.normal(size=(200, 8)) + np.r_[8.0, np.zeros(7)]
+    assert dann.proxy_a_distance(*apart) > 1.9
+    halfway = rng.normal(size=(400, 8)), rng.normal(size=(400, 8)) + np.r_[1.0, np.zeros(7)]
+    assert 0.3 < dann.proxy_a_distance(*halfway) < 1.9
+    assert dann.proxy_a_distance(*halfway, seed=3) == dann.proxy_a_distance(*halfway, seed=3)
+    with pytest.raises(ValueError, match="same width"):
+        dann.proxy_a_distance(rng.normal(size=(10, 3)), rng.normal(size=(10, 4)))
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_a_trained_torch_dann_copied_into_keras_gives_the_same_outputs(batchnorm):
+    digits = Split(np.random.default_rng(1).integers(0, 256, (24, 28, 28, 3)).astype(np.uint8),
+                   np.arange(24) % 10)
+    torch.manual_seed(0)
+    torch_model = tt.build_dann_digits(10, batchnorm=batchnorm, filters=(8, 16), domain_hidden=(32, 32))
+    tt.fit_dann(torch_model, digits, digits.images[::-1], epochs=1, batch_size=8, lr=0.01, seed=0, progress=False)
+    keras_model = tk.build_dann_digits(10, batchnorm=batchnorm, filters=(8, 16), domain_hidden=(32, 32))
+    tk.dann.assign_torch_state(keras_model, {k: v.numpy() for k, v in torch_model.state_dict().items()})
+
+    x = digits.images.astype(np.float32) / 255
+    with torch.no_grad():
+        torch_logits, torch_domains = (t.numpy() for t in torch_model(torch.from_numpy(x).permute(0, 3, 1, 2), domains=True))
+    keras_logits, keras_domains = (keras.ops.convert_to_numpy(t) for t in keras_model(x, domains=True, training=False))
+    assert np.allclose(keras_logits, torch_logits, atol=1e-4) and np.allclose(keras_domains, torch_domains, atol=1e-4)
+    assert tk.evaluate(keras_model, digits)["accuracy"] == tt.evaluate(torch_model, digits)["accuracy"]
+
+    with pytest.raises(ValueError, match="same arguments"):
+        tk.dann.assign_torch_state(tk.build_dann_digits(10, batchnorm=not batchnorm, filters=(8, 16), domain_hidden=(32, 32)),
+                                   {k: v.numpy() for k, v in torch_model.state_dict().items()})

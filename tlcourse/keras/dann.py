@@ -25,6 +25,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from tlcourse import dann as shared
+from tlcourse.dann import BATCHNORM_EPS, BATCHNORM_MOMENTUM
 from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
@@ -124,19 +125,34 @@ def build_dann(features: keras.Model, num_classes: int, input_shape: tuple[int, 
     return model
 
 
-def digits_features(channels: int = 3) -> keras.Sequential:
-    """The paper's MNIST feature extractor: conv 5x5 32 → max-pool → conv 5x5 48 → max-pool → flatten."""
-    return keras.Sequential([
-        keras.layers.Conv2D(32, 5, activation="relu"), keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(48, 5, activation="relu"), keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-    ], name="features")
+def digits_features(channels: int = 3, batchnorm: bool = False, filters: Sequence[int] = (32, 48)) -> keras.Sequential:
+    """The paper's MNIST feature extractor: conv 5x5 32 → max-pool → conv 5x5 48 → max-pool → flatten.
+
+    ``filters`` sets the two convolutions' widths (the paper's are 32 and 48).
+    ``batchnorm=True`` puts a BatchNormalization layer after each convolution (before its ReLU),
+    with PyTorch's epsilon and averaging rate so that both frameworks train the same network.
+    """
+    def conv(filters: int) -> list:
+        if not batchnorm:
+            return [keras.layers.Conv2D(filters, 5, activation="relu"), keras.layers.MaxPooling2D(2)]
+        # Keras' momentum is the share the running average keeps: PyTorch's 0.1 is Keras' 0.9
+        norm = keras.layers.BatchNormalization(momentum=1.0 - BATCHNORM_MOMENTUM, epsilon=BATCHNORM_EPS)
+        return [keras.layers.Conv2D(filters, 5), norm, keras.layers.ReLU(), keras.layers.MaxPooling2D(2)]
+
+    first, second = filters
+    return keras.Sequential([*conv(first), *conv(second), keras.layers.Flatten()], name="features")
 
 
 def build_dann_digits(num_classes: int = 10, input_shape: tuple[int, int, int] = (28, 28, 3),
-                      domain_hidden: Sequence[int] = (100,)) -> DANN:
-    """The paper's network for MNIST → MNIST-M: label head 100-100-classes, domain head 100-1."""
-    return build_dann(digits_features(input_shape[-1]), num_classes, input_shape, (100, 100), domain_hidden)
+                      domain_hidden: Sequence[int] = (100,), batchnorm: bool = False,
+                      filters: Sequence[int] = (32, 48)) -> DANN:
+    """The paper's network for MNIST → MNIST-M: label head 100-100-classes, domain head 100-1.
+
+    ``batchnorm`` and ``filters``: see :func:`digits_features`; ``tlcourse.dann.recipe().model_kwargs()``
+    gives each profile's choice.
+    """
+    features = digits_features(input_shape[-1], batchnorm, filters)
+    return build_dann(features, num_classes, input_shape, (100, 100), domain_hidden)
 
 
 class centred_transform:
@@ -329,6 +345,52 @@ def _accumulate(sums: dict, numbers, count: int, adapt: bool) -> None:
         sums["domain_loss"] += float(numbers[2]) * 2 * count
         sums["domain_correct"] += int(numbers[3])
         sums["domain_count"] += 2 * count
+
+
+# -- weights from PyTorch ---------------------------------------------------------------------------
+def assign_torch_state(model: DANN, state) -> None:
+    """Copy a trained ``tlcourse.torch`` DANN (its ``state_dict()``, as numpy arrays) into ``model``.
+
+    Both models must have the same layout, e.g. both from ``build_dann_digits`` with the same
+    arguments. Layers are matched in order within each part: convolution kernels go from PyTorch's
+    (out, in, h, w) to Keras' (h, w, in, out), dense kernels are transposed, BatchNorm keeps its
+    scale, shift and running statistics. PyTorch flattens feature maps channel first and Keras
+    channel last, so the rows of each head's first kernel are reordered to match. Afterwards both
+    models give the same outputs for the same images (up to float rounding).
+    """
+    parts = {"features": model.features, "label_head": model.label_head, "domain_head": model.domain_head}
+    grouped: dict[str, dict[int, dict[str, np.ndarray]]] = {name: {} for name in parts}
+    for key, value in state.items():
+        part, index, tensor = key.split(".")
+        if part not in grouped:
+            raise ValueError(f"unexpected weight {key!r}: a DANN has only {', '.join(parts)}")
+        if tensor != "num_batches_tracked":
+            grouped[part].setdefault(int(index), {})[tensor] = np.asarray(value)
+    maps = None  # (height, width, channels) of the feature maps before Flatten
+    for name, part in parts.items():
+        torch_layers = [grouped[name][index] for index in sorted(grouped[name])]
+        keras_layers = [layer for layer in part.layers if layer.weights]
+        if len(torch_layers) != len(keras_layers):
+            raise ValueError(f"{name}: {len(torch_layers)} layers with weights in the state, "
+                             f"{len(keras_layers)} in the Keras model; build both with the same arguments")
+        for position, (tensors, layer) in enumerate(zip(torch_layers, keras_layers)):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                values = [tensors[t] for t in ("weight", "bias", "running_mean", "running_var")]
+            elif isinstance(layer, keras.layers.Conv2D):
+                values = [tensors["weight"].transpose(2, 3, 1, 0), tensors["bias"]]
+            else:
+                kernel = tensors["weight"].T
+                if position == 0 and maps is not None:  # rows in (C, H, W) order -> (H, W, C)
+                    height, width, channels = maps
+                    kernel = kernel.reshape(channels, height, width, -1).transpose(1, 2, 0, 3).reshape(kernel.shape)
+                values = [kernel, tensors["bias"]]
+            expected = [tuple(w.shape) for w in layer.weights]
+            if [v.shape for v in values] != expected:
+                raise ValueError(f"{name}, layer {layer.name}: shapes {[v.shape for v in values]} do not fit {expected}")
+            layer.set_weights(values)
+        if name == "features":
+            flatten = [layer for layer in part.layers if isinstance(layer, keras.layers.Flatten)]
+            maps = tuple(flatten[-1].input.shape[1:]) if flatten and len(flatten[-1].input.shape) == 4 else None
 
 
 # -- features for plots ---------------------------------------------------------------------------

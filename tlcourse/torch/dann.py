@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tlcourse import dann as shared
+from tlcourse.dann import BATCHNORM_EPS, BATCHNORM_MOMENTUM
 from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
@@ -132,19 +133,33 @@ def _keras_like_init(model: nn.Module) -> nn.Module:
     return model
 
 
-def digits_features(channels: int = 3) -> nn.Sequential:
-    """The paper's MNIST feature extractor: conv 5x5 32 → max-pool → conv 5x5 48 → max-pool → flatten."""
-    return nn.Sequential(
-        nn.Conv2d(channels, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 48, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(),
-    )
+def digits_features(channels: int = 3, batchnorm: bool = False, filters: Sequence[int] = (32, 48)) -> nn.Sequential:
+    """The paper's MNIST feature extractor: conv 5x5 32 → max-pool → conv 5x5 48 → max-pool → flatten.
+
+    ``filters`` sets the two convolutions' widths (the paper's are 32 and 48).
+    ``batchnorm=True`` puts a BatchNorm layer after each convolution (before its ReLU). ``fit_dann``
+    passes source and target batches through the features separately, so during training each
+    domain is normalised with its own batch statistics; the running statistics used at test time
+    average the two.
+    """
+    def conv(in_channels: int, out_channels: int) -> list[nn.Module]:
+        norm = [nn.BatchNorm2d(out_channels, eps=BATCHNORM_EPS, momentum=BATCHNORM_MOMENTUM)] if batchnorm else []
+        return [nn.Conv2d(in_channels, out_channels, 5), *norm, nn.ReLU(), nn.MaxPool2d(2)]
+
+    first, second = filters
+    return nn.Sequential(*conv(channels, first), *conv(first, second), nn.Flatten())
 
 
 def build_dann_digits(num_classes: int = 10, input_shape: tuple[int, int, int] = (28, 28, 3),
-                      domain_hidden: Sequence[int] = (100,)) -> DANN:
-    """The paper's network for MNIST → MNIST-M: label head 100-100-classes, domain head 100-1."""
-    model = build_dann(digits_features(input_shape[-1]), num_classes, input_shape, (100, 100), domain_hidden)
+                      domain_hidden: Sequence[int] = (100,), batchnorm: bool = False,
+                      filters: Sequence[int] = (32, 48)) -> DANN:
+    """The paper's network for MNIST → MNIST-M: label head 100-100-classes, domain head 100-1.
+
+    ``batchnorm`` and ``filters``: see :func:`digits_features`; ``tlcourse.dann.recipe().model_kwargs()``
+    gives each profile's choice.
+    """
+    features = digits_features(input_shape[-1], batchnorm, filters)
+    model = build_dann(features, num_classes, input_shape, (100, 100), domain_hidden)
     return _keras_like_init(model)
 
 
