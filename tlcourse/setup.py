@@ -5,6 +5,7 @@ import importlib.metadata
 import importlib.util
 
 from tlcourse.config import home, profile
+from tlcourse.memory import configure_malloc
 
 
 def _version(dist: str) -> str | None:
@@ -37,7 +38,12 @@ def device() -> str:
 
 
 def setup(verbose: bool = True) -> dict:
-    """Report the active profile, the device and the versions; returns them as a dict."""
+    """Report the active profile, the device and the versions; returns them as a dict.
+
+    Called first in a notebook, it also sets up malloc to give memory back to the system (see
+    :mod:`tlcourse.memory`) before PyTorch or TensorFlow start their threads.
+    """
+    configure_malloc()
     info = {"profile": profile(), "device": device(), "cache": str(home()), **framework_versions()}
     if verbose:
         print(f"profile : {info['profile']}   (set TLCOURSE_PROFILE=full for ImageNet weights and real datasets)")
