@@ -22,7 +22,6 @@ The recipe comes from ``tlcourse.dann.recipe()``:
   The paper reports 52.25% source only, 76.66% DANN, 95.96% train on target.
 
 Usage: python benchmarks/dann.py [--profile quick|full] [--seeds 3] [--frameworks torch keras] [--threads 1]
-(one thread per framework is fastest for this small network on 2 CPU cores)
 """
 from __future__ import annotations
 

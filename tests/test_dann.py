@@ -362,6 +362,7 @@ def test_batchnorm_digits_network_is_the_same_in_both_frameworks():
 @pytest.mark.parametrize("name", FRAMEWORKS)
 def test_a_batchnorm_dann_trains_and_its_statistics_see_both_domains(name):
     fw = FRAMEWORKS[name][0]
+
     def digit_sized(images):  # 12x12 -> 36x36 -> the middle 28x28
         return np.repeat(np.repeat(images, 3, axis=1), 3, axis=2)[:, 4:32, 4:32]
 

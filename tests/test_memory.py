@@ -45,7 +45,6 @@ os.remove(path)
 """
 
 
-
 def run(script: str, configure: bool) -> int:
     result = subprocess.run([sys.executable, "-c", script.format(root=ROOT, configure=configure)],
                             capture_output=True, text=True, check=True)

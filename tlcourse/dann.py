@@ -127,9 +127,10 @@ class Recipe:
     """A tested DANN set-up: which datasets, and the ``fit_dann`` settings for them.
 
     ``fit_kwargs()`` gives the training settings, e.g.
-    ``fw.fit_dann(model, src.train, tgt.train, target_eval=tgt.val, **recipe.fit_kwargs())``, and
-    ``domain_hidden``, ``batchnorm`` and ``filters`` go to ``build_dann_digits`` (see ``model_kwargs()``), and ``transforms(fw, source, target)`` gives
-    the ``transform`` / ``target_transform`` pair for ``fit_dann`` and ``evaluate``.
+    ``fw.fit_dann(model, src.train, tgt.train, target_eval=tgt.val, **recipe.fit_kwargs())``;
+    ``model_kwargs()`` the network's (``domain_hidden``, ``batchnorm``, ``filters``) for
+    ``build_dann_digits``; and ``transforms(fw, source, target)`` the ``transform`` /
+    ``target_transform`` pair for ``fit_dann`` and ``evaluate``.
     """
 
     profile: str

@@ -40,8 +40,8 @@ def device() -> str:
 def setup(verbose: bool = True) -> dict:
     """Report the active profile, the device and the versions; returns them as a dict.
 
-    Called first in a notebook, it also sets up malloc to give memory back to the system (see
-    :mod:`tlcourse.memory`) before PyTorch or TensorFlow start their threads.
+    Called first in a notebook, it also limits glibc's malloc arenas (see :mod:`tlcourse.memory`)
+    before PyTorch or TensorFlow start their threads.
     """
     configure_malloc()
     info = {"profile": profile(), "device": device(), "cache": str(home()), **framework_versions()}

@@ -25,10 +25,10 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from tlcourse import dann as shared
-from tlcourse.dann import BATCHNORM_EPS, BATCHNORM_MOMENTUM
 from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
+from tlcourse.keras.lite0 import torch_layout
 from tlcourse.keras.train import default_transform, evaluate
 from tlcourse.training import as_split
 
@@ -136,7 +136,8 @@ def digits_features(channels: int = 3, batchnorm: bool = False, filters: Sequenc
         if not batchnorm:
             return [keras.layers.Conv2D(filters, 5, activation="relu"), keras.layers.MaxPooling2D(2)]
         # Keras' momentum is the share the running average keeps: PyTorch's 0.1 is Keras' 0.9
-        norm = keras.layers.BatchNormalization(momentum=1.0 - BATCHNORM_MOMENTUM, epsilon=BATCHNORM_EPS)
+        norm = keras.layers.BatchNormalization(momentum=1.0 - shared.BATCHNORM_MOMENTUM,
+                                                epsilon=shared.BATCHNORM_EPS)
         return [keras.layers.Conv2D(filters, 5), norm, keras.layers.ReLU(), keras.layers.MaxPooling2D(2)]
 
     first, second = filters
@@ -352,11 +353,10 @@ def assign_torch_state(model: DANN, state) -> None:
     """Copy a trained ``tlcourse.torch`` DANN (its ``state_dict()``, as numpy arrays) into ``model``.
 
     Both models must have the same layout, e.g. both from ``build_dann_digits`` with the same
-    arguments. Layers are matched in order within each part: convolution kernels go from PyTorch's
-    (out, in, h, w) to Keras' (h, w, in, out), dense kernels are transposed, BatchNorm keeps its
-    scale, shift and running statistics. PyTorch flattens feature maps channel first and Keras
-    channel last, so the rows of each head's first kernel are reordered to match. Afterwards both
-    models give the same outputs for the same images (up to float rounding).
+    arguments. Layers are matched in order within each part, and each tensor is laid out as for the
+    Lite0 weights (:func:`tlcourse.keras.lite0.torch_layout`). PyTorch flattens feature maps channel
+    first and Keras channel last, so the rows of each head's first kernel are reordered to match.
+    Afterwards both models give the same outputs for the same images (up to float rounding).
     """
     parts = {"features": model.features, "label_head": model.label_head, "domain_head": model.domain_head}
     grouped: dict[str, dict[int, dict[str, np.ndarray]]] = {name: {} for name in parts}
@@ -374,16 +374,11 @@ def assign_torch_state(model: DANN, state) -> None:
             raise ValueError(f"{name}: {len(torch_layers)} layers with weights in the state, "
                              f"{len(keras_layers)} in the Keras model; build both with the same arguments")
         for position, (tensors, layer) in enumerate(zip(torch_layers, keras_layers)):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                values = [tensors[t] for t in ("weight", "bias", "running_mean", "running_var")]
-            elif isinstance(layer, keras.layers.Conv2D):
-                values = [tensors["weight"].transpose(2, 3, 1, 0), tensors["bias"]]
-            else:
-                kernel = tensors["weight"].T
-                if position == 0 and maps is not None:  # rows in (C, H, W) order -> (H, W, C)
-                    height, width, channels = maps
-                    kernel = kernel.reshape(channels, height, width, -1).transpose(1, 2, 0, 3).reshape(kernel.shape)
-                values = [kernel, tensors["bias"]]
+            names = ("weight", "bias", "running_mean", "running_var")[:len(layer.weights)]
+            values = [torch_layout(tensors[t], layer) for t in names]
+            if isinstance(layer, keras.layers.Dense) and position == 0 and maps is not None:
+                height, width, channels = maps  # the kernel's rows in (C, H, W) order -> (H, W, C)
+                values[0] = values[0].reshape(channels, height, width, -1).transpose(1, 2, 0, 3).reshape(values[0].shape)
             expected = [tuple(w.shape) for w in layer.weights]
             if [v.shape for v in values] != expected:
                 raise ValueError(f"{name}, layer {layer.name}: shapes {[v.shape for v in values]} do not fit {expected}")

@@ -117,13 +117,17 @@ def keras_layer_name(torch_module_name: str) -> str:
     return f"{parts[0]}_{parts[1]}"
 
 
-def _torch_layout(array: np.ndarray, layer) -> np.ndarray:
+def torch_layout(array: np.ndarray, layer) -> np.ndarray:
+    """One PyTorch weight tensor in the layout ``layer`` (a Keras layer) expects; biases and
+    BatchNorm vectors stay as they are."""
+    if array.ndim == 1:
+        return array
     if isinstance(layer, layers.DepthwiseConv2D):
         return array.transpose(2, 3, 0, 1)  # (C, 1, kh, kw) -> (kh, kw, C, 1)
     if isinstance(layer, layers.Conv2D):
         return array.transpose(2, 3, 1, 0)  # OIHW -> HWIO
     if isinstance(layer, layers.Dense):
-        return array.T if array.ndim == 2 else array  # (out, in) -> (in, out)
+        return array.T  # (out, in) -> (in, out)
     return array
 
 
@@ -157,7 +161,7 @@ def assign_torch_state(model: keras.Model, state, skip_classifier: bool = False)
             kind = "bn"
         else:
             kind = "dense" if isinstance(layer, layers.Dense) else "conv"
-        values = [_torch_layout(tensors[t], layer) for t in _TENSOR_ORDER[kind]]
+        values = [torch_layout(tensors[t], layer) for t in _TENSOR_ORDER[kind]]
         expected = [tuple(w.shape) for w in layer.weights]
         if [v.shape for v in values] != expected:
             raise ValueError(f"layer {name}: weight shapes {[v.shape for v in values]} do not fit {expected}")

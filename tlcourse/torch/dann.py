@@ -24,7 +24,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tlcourse import dann as shared
-from tlcourse.dann import BATCHNORM_EPS, BATCHNORM_MOMENTUM
 from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
@@ -143,7 +142,7 @@ def digits_features(channels: int = 3, batchnorm: bool = False, filters: Sequenc
     average the two.
     """
     def conv(in_channels: int, out_channels: int) -> list[nn.Module]:
-        norm = [nn.BatchNorm2d(out_channels, eps=BATCHNORM_EPS, momentum=BATCHNORM_MOMENTUM)] if batchnorm else []
+        norm = [nn.BatchNorm2d(out_channels, eps=shared.BATCHNORM_EPS, momentum=shared.BATCHNORM_MOMENTUM)] if batchnorm else []
         return [nn.Conv2d(in_channels, out_channels, 5), *norm, nn.ReLU(), nn.MaxPool2d(2)]
 
     first, second = filters
