@@ -97,9 +97,11 @@ def main() -> None:
     total = sum(r["seconds"] for r in done)
     worst = max((r["peak_rss_gib"] for r in done), default=float("nan"))
     cores = len(os.sched_getaffinity(0))
+    version, torch_gib = _torch_import_footprint()
     machine = (f"Measured with {cores} CPU cores{', no GPU' if not _has_gpu() else ''}: {total / 60:.1f} min for "
                f"the {len(done)} notebooks; the largest peak, {worst:.2f} GiB, is "
-               f"{'under' if worst < BINDER_LIMIT_GIB else 'OVER'} Binder's {BINDER_LIMIT_GIB:g} GiB.")
+               f"{'under' if worst < BINDER_LIMIT_GIB else 'OVER'} Binder's {BINDER_LIMIT_GIB:g} GiB. "
+               f"Of each peak, `import torch` alone (torch {version}) holds {torch_gib:.2f} GiB.")
     print(markdown)
     print()
     print(machine)
@@ -108,6 +110,15 @@ def main() -> None:
             raise SystemExit("--update-readme needs every chapter: run it without naming notebooks")
         update_documents(markdown, machine)
         print("updated: " + ", ".join(DOCUMENTS))
+
+
+def _torch_import_footprint() -> tuple[str, float]:
+    """Torch's version and the resident memory of a fresh process that has only imported it (GiB)."""
+    script = ("import torch; status = open('/proc/self/status').read(); "
+              "print(torch.__version__, int(status.split('VmRSS:')[1].split()[0]) / 2**20)")
+    version, gib = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                  check=True).stdout.split()
+    return version, float(gib)
 
 
 def _has_gpu() -> bool:

@@ -62,3 +62,46 @@ def test_a_c_library_without_mallopt_is_left_alone(monkeypatch):
     assert memory.configure_malloc() is False
     with pytest.raises(ValueError, match="at least 1"):
         memory.configure_malloc(arenas=0)
+
+
+# 300 MB in 64 KB blocks (below malloc's mmap threshold, so they live in the heap), each followed
+# by a small block that stays: the freed space is holes between live blocks, which malloc does not
+# give back on its own (only free space at the end of its heap).
+RESIDENT_AFTER_FREE = r"""
+import sys
+sys.path.insert(0, {root!r})
+from tlcourse.memory import releases_memory
+def resident_mb():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+pins = []
+@releases_memory
+def train():
+    blocks = []
+    for i in range(4_600):
+        blocks.append(bytes([i % 256]) * 65_000)  # built at run time, one object each
+        pins.append(bytes([i % 256]) * 1_000)  # larger than the 512 bytes Python serves from its own pools
+    return len(blocks)
+if {release}:
+    train()
+else:
+    train.__wrapped__()
+print(resident_mb())
+"""
+
+
+def resident_mb(release: bool) -> int:
+    result = subprocess.run([sys.executable, "-c", RESIDENT_AFTER_FREE.format(root=ROOT, release=release)],
+                            capture_output=True, text=True, check=True)
+    return int(result.stdout.strip())
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_memory_freed_by_a_training_function_goes_back_to_the_system():
+    kept, released = resident_mb(release=False), resident_mb(release=True)
+    assert kept - released > 200, (kept, released)
+
+
+def test_release_without_glibc_reports_nothing_released(monkeypatch):
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError("no libc")))
+    assert memory.release_free_memory() is False
+    assert memory.releases_memory(lambda: 7)() == 7

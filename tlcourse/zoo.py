@@ -15,6 +15,7 @@ import difflib
 from dataclasses import dataclass
 
 from tlcourse import lite0 as _lite0
+from tlcourse.memory import releases_memory
 
 # The quick profile's training chapters run EfficientNet-Lite0 on 96-pixel images so that a
 # notebook trains in a minute or two on 2 CPU cores; chapter 01 shows ImageNet predictions, which
@@ -359,30 +360,34 @@ def zoo_table(names=NAMES, *, latency: bool = False, size: int = 224, repeats: i
     ``latency=True`` adds the milliseconds of one image of ``size`` pixels on this machine
     (:func:`measure_latency`), which vary from run to run. Imports torch (and torchvision).
     """
+    return ZooTable([_zoo_row(name, latency, size, repeats) for name in names])
+
+
+@releases_memory
+def _zoo_row(name: str, latency: bool, size: int, repeats: int) -> dict:
+    """One row of :func:`zoo_table`; the model is gone (and its memory handed back) when it returns,
+    so VGG16's half a gigabyte of weights never sits beside the next model's."""
     from tlcourse.torch import backbone
 
-    rows = []
-    for name in names:
-        meta = imagenet_metadata(name)
-        model = backbone(name, weights=None)
-        params = sum(p.numel() for p in model.parameters())
-        if params != meta["num_params"]:  # pragma: no cover - would mean a different architecture
-            raise AssertionError(f"{name}: {params} parameters, but its metadata says {meta['num_params']}")
-        gflops = meta["gflops"] if meta["gflops"] is not None else round(count_gflops(model, 224), 3)
-        row = {
-            "name": name,
-            "profile": card(name).profile,
-            "acc@1": meta["acc@1"],
-            "acc@5": meta["acc@5"],
-            "params_m": params / 1e6,
-            "weight_layers": weight_layers(model),
-            "gflops": gflops,
-            "file_size_mb": meta["file_size_mb"],
-        }
-        if latency:
-            row["latency_ms"] = measure_latency(model, size=size, repeats=repeats)
-        rows.append(row)
-    return ZooTable(rows)
+    meta = imagenet_metadata(name)
+    model = backbone(name, weights=None)
+    params = sum(p.numel() for p in model.parameters())
+    if params != meta["num_params"]:  # pragma: no cover - would mean a different architecture
+        raise AssertionError(f"{name}: {params} parameters, but its metadata says {meta['num_params']}")
+    gflops = meta["gflops"] if meta["gflops"] is not None else round(count_gflops(model, 224), 3)
+    row = {
+        "name": name,
+        "profile": card(name).profile,
+        "acc@1": meta["acc@1"],
+        "acc@5": meta["acc@5"],
+        "params_m": params / 1e6,
+        "weight_layers": weight_layers(model),
+        "gflops": gflops,
+        "file_size_mb": meta["file_size_mb"],
+    }
+    if latency:
+        row["latency_ms"] = measure_latency(model, size=size, repeats=repeats)
+    return row
 
 
 # --- photos to try an ImageNet classifier on -------------------------------------------------------

@@ -30,6 +30,7 @@ from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.keras.lite0 import torch_layout
 from tlcourse.keras.train import default_transform, evaluate
+from tlcourse.memory import releases_memory
 from tlcourse.training import as_split
 
 __all__ = ["GradientReversal", "reverse_gradient", "DANN", "build_dann", "build_dann_digits", "fit_dann",
@@ -174,6 +175,7 @@ class centred_transform:
 
 
 # -- training -------------------------------------------------------------------------------------
+@releases_memory
 def fit_dann(
     model: DANN,
     source,

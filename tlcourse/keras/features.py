@@ -31,6 +31,7 @@ from tlcourse import features as shared
 from tlcourse import lite0 as spec
 from tlcourse.keras.lite0 import lite0_blocks
 from tlcourse.keras.preprocess import preprocess as imagenet_preprocess
+from tlcourse.memory import releases_memory
 
 __all__ = ["extract_features", "register_backbone"]
 
@@ -107,6 +108,7 @@ def _feature_model(model: keras.Model, blocks, wanted: list[str], head_name: str
     return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
 
 
+@releases_memory
 def extract_features(
     backbone: keras.Model,
     data,

@@ -27,6 +27,7 @@ from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.keras.conservative import L2SP
+from tlcourse.memory import releases_memory
 from tlcourse.training import as_split, lr_factor
 
 __all__ = ["fit", "evaluate", "predict"]
@@ -259,6 +260,7 @@ def _load_checkpoint(path: Path, model: keras.Model, penalty=None) -> tuple[dict
 
 
 # -- the loop -------------------------------------------------------------------------------------
+@releases_memory
 def fit(
     model: keras.Model,
     train,
@@ -405,7 +407,8 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def evaluate(model: keras.Model, data, batch_size: int = 64, transform: Callable | None = None) -> dict:
+@releases_memory
+def evaluate(model: keras.Model, data, batch_size: int = 32, transform: Callable | None = None) -> dict:
     """Mean cross-entropy and accuracy on ``data`` (a Split or (images, labels)), in inference mode.
 
     Returns ``{"loss": float, "accuracy": float}``.
@@ -417,7 +420,8 @@ def evaluate(model: keras.Model, data, batch_size: int = 64, transform: Callable
             "accuracy": float(np.mean(log_probabilities.argmax(1) == split.labels))}
 
 
-def predict(model: keras.Model, images, batch_size: int = 64, transform: Callable | None = None) -> np.ndarray:
+@releases_memory
+def predict(model: keras.Model, images, batch_size: int = 32, transform: Callable | None = None) -> np.ndarray:
     """Class probabilities (softmax of the model's logits), a float32 array of shape (N, classes).
 
     ``images``: uint8 NHWC images (or a Split). For logits, call the model itself.

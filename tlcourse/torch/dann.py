@@ -27,8 +27,9 @@ from tlcourse import dann as shared
 from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
+from tlcourse.memory import releases_memory
 from tlcourse.torch.freezing import keep_frozen_batchnorm_in_eval
-from tlcourse.torch.train import _device_of, default_transform, evaluate
+from tlcourse.torch.train import _adam, _device_of, default_transform, evaluate
 from tlcourse.training import as_split
 
 __all__ = ["GradientReversal", "reverse_gradient", "DANN", "build_dann", "build_dann_digits", "fit_dann",
@@ -181,6 +182,7 @@ class centred_transform:
 
 
 # -- training -------------------------------------------------------------------------------------
+@releases_memory
 def fit_dann(
     model: DANN,
     source,
@@ -314,7 +316,7 @@ def _make_optimizer(name: str, parameters: list, lr: float, momentum: float) -> 
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=momentum)
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr)
+        return _adam(parameters, lr)
     raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
 
 

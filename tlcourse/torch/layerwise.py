@@ -18,6 +18,7 @@ from torch import nn
 
 from tlcourse.stages import block_lr_factors
 from tlcourse.torch.freezing import blocks
+from tlcourse.torch.train import _adam
 
 __all__ = ["block_param_groups", "layerwise_optimizer"]
 
@@ -66,9 +67,7 @@ def layerwise_optimizer(
     if not groups:
         raise ValueError("every parameter is frozen, so there is nothing to train; unfreeze some blocks first")
     if optimizer == "adam":
-        if weight_decay:
-            return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
-        return torch.optim.Adam(groups, lr=lr)
+        return _adam(groups, lr, weight_decay)
     if optimizer == "sgd":
         if weight_decay:
             raise ValueError("layerwise_optimizer(optimizer='sgd') takes no weight_decay; use 'adam' (AdamW) for it")

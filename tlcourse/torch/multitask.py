@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tlcourse.torch.train import _adam
+
 __all__ = ["MultiTask", "fit_multitask", "multitask_accuracy"]
 
 
@@ -59,7 +61,7 @@ def fit_multitask(model: MultiTask, x, targets: Mapping[str, np.ndarray], epochs
     x, labels = _check(model, x, targets)
     weights = {name: 1.0 for name in labels} | dict(task_weights or {})
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = _adam(model.parameters(), lr)
     losses = {name: [] for name in labels}
     model.train()
     for _ in range(epochs):
