@@ -27,6 +27,16 @@ import functools
 M_ARENA_MAX = -8  # glibc's mallopt() parameter number for the arena limit (malloc.h)
 
 
+def _glibc_function(name: str, argtypes: tuple):
+    """The C library's function ``name`` returning an int, or ``None`` where there is no such function."""
+    try:
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
+
+
 def configure_malloc(arenas: int = 2) -> bool:
     """Ask glibc for at most ``arenas`` malloc arenas; ``True`` if it agreed.
 
@@ -34,12 +44,8 @@ def configure_malloc(arenas: int = 2) -> bool:
     """
     if arenas < 1:
         raise ValueError(f"arenas must be at least 1, got {arenas}")
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return mallopt(M_ARENA_MAX, arenas) == 1
+    mallopt = _glibc_function("mallopt", (ctypes.c_int, ctypes.c_int))
+    return mallopt is not None and mallopt(M_ARENA_MAX, arenas) == 1
 
 
 def release_free_memory() -> bool:
@@ -47,17 +53,14 @@ def release_free_memory() -> bool:
 
     Returns ``True`` if some was released; ``False`` if none was, or where the C library is not glibc.
     """
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return False
-    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
-    return trim(0) == 1
+    trim = _glibc_function("malloc_trim", (ctypes.c_size_t,))
+    return trim is not None and trim(0) == 1
 
 
 def releases_memory(function):
-    """Decorator for a training function: once it has returned, and its optimizer, batches and
-    other locals are gone, hand the memory they held back with :func:`release_free_memory`."""
+    """Decorator for a function that trains or runs a model over a dataset: once it has returned,
+    and its optimizer, batches and other locals are gone, hand the memory they held back with
+    :func:`release_free_memory`."""
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
