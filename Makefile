@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Jupyter refuses to start as root (Docker, many cloud machines) unless told to, and on a machine
+# without a display there is no browser to open: it prints the URL to open instead.
+# Extra options for the server: make lab LAB_ARGS="--port=8899 --ip=0.0.0.0"
+LAB_ARGS ?=
 lab: $(STAMP)
-	TLCOURSE_PROFILE=$${TLCOURSE_PROFILE:-quick} $(VENV)/bin/jupyter lab notebooks/
+	TLCOURSE_PROFILE=$${TLCOURSE_PROFILE:-quick} $(VENV)/bin/jupyter lab notebooks/ \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
+	  $$([ "$$(uname -s)" = Linux ] && [ -z "$$DISPLAY$$WAYLAND_DISPLAY" ] && echo --no-browser) $(LAB_ARGS)
 
 test: test-lib test-notebooks
 

@@ -68,3 +68,25 @@ def test_import_tlcourse_loads_neither_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_shipped_photos_are_package_data():
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tlcourse"]
+    shipped = [p.relative_to(ROOT / "tlcourse").as_posix() for p in (ROOT / "tlcourse" / "data" / "shipped").rglob("*")
+               if p.is_file()]
+    assert len(shipped) == 1502
+    assert [f for f in shipped if not any(fnmatch(f, pattern) for pattern in patterns)] == []
+
+
+def test_python_dash_m_tlcourse_is_the_tlcourse_command():
+    out = subprocess.run([sys.executable, "-m", "tlcourse", "--help"], capture_output=True, text=True, check=True)
+    assert "inspect" in out.stdout
+
+
+def test_ci_proves_that_make_lab_serves_the_notebooks():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "lab_serves" in ci
+    check = (ROOT / ".ci" / "lab_serves").read_text()
+    assert "make lab" in check and "/api/contents" in check

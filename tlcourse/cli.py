@@ -1,4 +1,8 @@
-"""The ``tlcourse`` command: ``doctor``, ``datasets`` and ``fetch``.
+"""The ``tlcourse`` command (also ``python -m tlcourse``): ``doctor``, ``datasets``, ``inspect``,
+``fetch`` and ``course``.
+
+``tlcourse inspect PATH`` shows what ``tlcourse.data.from_folder`` would load from a folder of
+your own photos, and every problem in it; it exits with status 1 when there is one.
 
 ``tlcourse fetch`` fills every cache the ``full`` profile reads (the datasets, and the ImageNet
 weights in torchvision's and Keras's own caches, both kept under the tlcourse cache root), so that a
@@ -66,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     datasets.add_argument("--profile", choices=("quick", "full"), help="only the datasets of this profile")
     datasets.add_argument("--markdown", action="store_true", help="print a Markdown table (as in datasets.md)")
     datasets.set_defaults(handler=_datasets)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="what from_folder sees in a folder of photos: classes, counts, sizes, problems (exit 1 on problems)",
+        description="Read a folder the way tlcourse.data.from_folder does (one sub-folder per class, or "
+        "train/ val/ test/ folders of class sub-folders), decode every image, and report the classes with "
+        "their counts per split, image sizes, modes and formats, ignored files, the memory the decoded set "
+        "takes, and each problem from_folder would stop on. Exit status 1 when there is a problem.",
+    )
+    inspect.add_argument("path", help="the folder")
+    inspect.add_argument("--size", type=int, default=128, help="decoded size to count memory for (default 128)")
+    inspect.set_defaults(handler=_inspect)
 
     fetch = commands.add_parser(
         "fetch",
@@ -253,6 +269,17 @@ def _cached(card) -> str:
     from tlcourse.data import full
 
     return "yes" if full.is_cached(card.name) else "no"
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def _inspect(args) -> int:
+    from tlcourse.data.folder_report import inspect_folder
+
+    report = inspect_folder(args.path, size=args.size)
+    print(report.text())
+    return 0 if report.ok else 1
 
 
 # --------------------------------------------------------------------------- fetch

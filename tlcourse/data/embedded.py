@@ -20,8 +20,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from tlcourse.data import shapes
+from tlcourse.data import photos, shapes
 from tlcourse.data.card import Card
+from tlcourse.data.folder import read_folder
 from tlcourse.data.mnistm import blend_on_photos
 from tlcourse.data.registry import Raw, register
 from tlcourse.data.splits import name_seed, stratified_split
@@ -104,6 +105,17 @@ def _photo_patches() -> Raw:
         PHOTOS,
         splits={part: rng.permutation(np.array(idx, dtype=np.int64)) for part, idx in splits.items()},
     )
+
+
+def _shipped(name: str, size: int):
+    """A builder for a shipped photo set: the very decoder a learner's folder goes through."""
+
+    def build() -> Raw:
+        decoded = read_folder(photos.folder(name), size, progress=False)
+        return Raw(decoded.images, decoded.labels, decoded.classes, splits=decoded.splits,
+                   extra={"files": decoded.files})
+
+    return build
 
 
 def _shapes() -> Raw:
@@ -317,4 +329,43 @@ register(
         "over a random patch of a shipped photo (Ganin et al., 2016), same order and splits.",
     ),
     _digits_on_photos,
+)
+
+_FLOWERS_LICENCE = "CC BY 2.0 (Flickr photographers, credited photo by photo in the set's LICENSE.txt)"
+_EUROSAT_LICENCE = "MIT (Helber, Bischke, Dengel and Borth, 2019; notice in the set's LICENSE.txt)"
+
+register(
+    Card(
+        name="flowers",
+        task="classification",
+        classes=("daisy", "dandelion", "roses", "sunflowers", "tulips"),
+        licence=_FLOWERS_LICENCE,
+        source="TensorFlow's flower_photos (tf_flowers), 100 photos per class, shipped in tlcourse/data/shipped/flowers",
+        size="500 images, 160x160 RGB, 5 classes",
+        profile="quick",
+        like_imagenet=True,
+        small=True,
+        description="Real photos of five kinds of flower taken by Flickr users: objects in natural scenes, the "
+        "kind of picture ImageNet holds (it even has a daisy class), with 60 training photos per class.",
+    ),
+    _shipped("flowers", 160),
+)
+
+register(
+    Card(
+        name="eurosat",
+        task="classification",
+        classes=("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
+                 "PermanentCrop", "Residential", "River", "SeaLake"),
+        licence=_EUROSAT_LICENCE,
+        source="EuroSAT RGB (Sentinel-2), 100 patches per class, shipped in tlcourse/data/shipped/eurosat",
+        size="1,000 images, 64x64 RGB, 10 classes",
+        profile="quick",
+        like_imagenet=False,
+        small=True,
+        description="Satellite patches of European land (crops, forest, roads, rivers, towns) seen from 10 m per "
+        "pixel straight down: textures and layouts, no objects, nothing like ImageNet's photos; 60 training "
+        "patches per class.",
+    ),
+    _shipped("eurosat", 64),
 )

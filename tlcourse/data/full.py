@@ -8,6 +8,10 @@ interrupted run never leaves a half-written one.
 
 MNIST-M has no download of its own: it is MNIST blended over BSDS500 training photos with
 :func:`tlcourse.data.mnistm.blend_on_photos`, with MNIST's labels and splits.
+
+The two photo sets (``tf_flowers``, ``eurosat_rgb``) are archives of class folders: each is
+unpacked once beside its download and read by :func:`tlcourse.data.folder.read_folder`, the
+decoder and split a learner's own folder gets.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import gzip
 import io
 import os
 import pickle
+import shutil
 import struct
 import tarfile
 import tempfile
@@ -26,6 +31,7 @@ import numpy as np
 
 from tlcourse.data import download
 from tlcourse.data.card import Card
+from tlcourse.data.folder import read_folder
 from tlcourse.data.registry import Raw, register
 from tlcourse.data.splits import name_seed, stratified_split
 
@@ -42,6 +48,14 @@ MNIST_CLASSES = tuple(str(d) for d in range(10))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 HYMENOPTERA_CLASSES = ("ants", "bees")
 BSDS500_CLASSES = ("photo",)
+FLOWER_CLASSES = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
+EUROSAT_CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
+                   "PermanentCrop", "Residential", "River", "SeaLake")
+# photo set -> (the class-folder root inside its archive, decoded size, classes)
+PHOTO_FOLDERS = {
+    "tf_flowers": ("flower_photos", 224, FLOWER_CLASSES),  # shorter side to 224, centre crop
+    "eurosat_rgb": ("2750", 64, EUROSAT_CLASSES),  # the patches' own size
+}
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # MNIST-M is built from these; its decoded arrays depend on theirs.
@@ -72,8 +86,43 @@ def prepare(name: str, force: bool = False) -> Path:
         download.ensure(name, force=force, repair=True)
     if force:
         _npz_path(name).unlink(missing_ok=True)
+        if name in PHOTO_FOLDERS:
+            shutil.rmtree(download.folder(name) / PHOTO_FOLDERS[name][0], ignore_errors=True)
     _arrays(name)
     return _npz_path(name)
+
+
+def unpacked(name: str) -> Path:
+    """The class folders of a photo set's archive, unpacked once into its cache folder.
+
+    Unpacked into a temporary folder and renamed into place, so an interrupted run never leaves
+    half a set where a later run would take it for whole.
+    """
+    (archive,) = download.ensure(name)
+    inner = PHOTO_FOLDERS[name][0]
+    target = download.folder(name) / inner
+    if target.is_dir():
+        return target
+    partial = download.folder(name) / f".{inner}.{os.getpid()}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(partial)  # zipfile drops absolute and ".." parts of member names
+        else:
+            with tarfile.open(archive, "r:*") as tar:
+                # "data" refuses links and paths that leave the folder (Python 3.10.12+ / 3.11.4+)
+                tar.extractall(partial, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        if not (partial / inner).is_dir():
+            raise ValueError(f"{archive.name} holds no {inner}/ folder; is it the archive of {name}?")
+        try:
+            os.replace(partial / inner, target)
+        except OSError:
+            if not target.is_dir():  # another process unpacked it first: theirs is as good
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 # --------------------------------------------------------------------------- decoded-array cache
@@ -291,12 +340,25 @@ def _decode_mnist_m() -> dict[str, np.ndarray]:
     }
 
 
+def _photo_decoder(name: str) -> Callable[[], dict[str, np.ndarray]]:
+    def decode() -> dict[str, np.ndarray]:
+        _, size, classes = PHOTO_FOLDERS[name]
+        decoded = read_folder(unpacked(name), size, cache=False)
+        if decoded.classes != classes:
+            raise ValueError(f"{name}: the archive's class folders are {', '.join(decoded.classes)}, expected "
+                             f"{', '.join(classes)}; download it again with `tlcourse fetch --force {name}`")
+        return {"images": decoded.images, "labels": decoded.labels, **decoded.splits}
+
+    return decode
+
+
 _DECODERS: dict[str, Callable[[], dict[str, np.ndarray]]] = {
     "mnist": _decode_mnist,
     "cifar10": _decode_cifar10,
     "hymenoptera": _decode_hymenoptera,
     "bsds500": _decode_bsds500,
     "mnist_m": _decode_mnist_m,
+    **{name: _photo_decoder(name) for name in PHOTO_FOLDERS},
 }
 
 
@@ -341,6 +403,32 @@ CARDS = (
         like_imagenet=True,
         small=True,
         description="Ants and bees: a small target set of ImageNet-like photos.",
+    ),
+    Card(
+        name="tf_flowers",
+        task="classification",
+        classes=FLOWER_CLASSES,
+        licence="CC BY 2.0 (Flickr photographers, credited photo by photo in the archive's LICENSE.txt)",
+        source="http://download.tensorflow.org/example_images/flower_photos.tgz (TensorFlow Datasets: tf_flowers)",
+        size="3,670 photos, 224x224 RGB (shorter side to 224, centre crop), split 60/20/20 by from_folder",
+        profile="full",
+        like_imagenet=True,
+        small=False,
+        description="The whole flower_photos set of which the quick profile's flowers are a subset: a larger "
+        "target of ImageNet-like photos.",
+    ),
+    Card(
+        name="eurosat_rgb",
+        task="classification",
+        classes=EUROSAT_CLASSES,
+        licence="MIT (Helber, Bischke, Dengel and Borth, 2019)",
+        source="https://github.com/phelber/EuroSAT (EuroSAT.zip, the RGB bands; torchvision.datasets.EuroSAT)",
+        size="27,000 patches, 64x64 RGB, split 60/20/20 by from_folder",
+        profile="full",
+        like_imagenet=False,
+        small=False,
+        description="The whole EuroSAT RGB set of which the quick profile's eurosat is a subset: a larger target "
+        "unlike ImageNet's photos.",
     ),
     Card(
         name="bsds500",

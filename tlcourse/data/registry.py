@@ -28,7 +28,7 @@ class Raw:
     attributes: np.ndarray | None = None
     attribute_names: tuple[str, ...] | None = None
     unseen: tuple[int, ...] = ()
-    extra: dict | None = None
+    extra: dict | None = None  # goes to Dataset.extra; a "files" list (one per image) is split with the images
 
 
 _BUILDERS: dict[str, Callable[[], Raw]] = {}
@@ -86,11 +86,16 @@ def load(name: str, limit: int | None = None, per_class: int | None = None) -> D
     else:
         parts = list(stratified_split(raw.labels, raw.fractions, seed=name_seed(name)))
 
-    splits = []
+    splits, files = [], (raw.extra or {}).get("files")
+    extra = dict(raw.extra or {})
+    if files is not None:
+        extra["files"] = {}  # one file name per image, split by split
     for which, idx in zip(("train", "val", "test"), parts):
         keep = stratified_take(raw.labels[idx], limit=limit, per_class=per_class if which == "train" else None)
         idx = idx[keep]
         splits.append(Split(raw.images[idx], raw.labels[idx].astype(np.int64)))
+        if files is not None:
+            extra["files"][which] = tuple(files[i] for i in idx)
 
     return Dataset(
         *splits,
@@ -99,7 +104,7 @@ def load(name: str, limit: int | None = None, per_class: int | None = None) -> D
         attributes=raw.attributes,
         attribute_names=raw.attribute_names,
         unseen=tuple(raw.unseen),
-        extra=dict(raw.extra or {}),
+        extra=extra,
     )
 
 
