@@ -20,7 +20,8 @@ from tlcourse import data
 from tlcourse.data import folder as folders
 from tlcourse.data import images as image_files
 from tlcourse.data import photos
-from tlcourse.data.folder import FolderError, SkippedFilesWarning, from_folder
+from tlcourse.data.folder import FolderError, FolderWarning, from_folder
+from tlcourse.data.folder_report import inspect_folder
 
 SHIPPED_DAISIES = sorted((photos.folder("flowers") / "daisy").glob("*.jpg"))
 
@@ -140,7 +141,7 @@ def test_validation_folder_may_be_called_valid_or_validation(tmp_path):
 
 def test_images_in_nested_folders_belong_to_their_class_folder(tmp_path):
     root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
-    write(root / "cat" / "2024" / "summer" / "deep.jpg", photo(3))
+    write(root / "cat" / "2024" / "summer" / "deep.jpg", photo(80))
     ds = from_folder(root, 32, progress=False)
     assert labels_by_file(ds)["cat/2024/summer/deep.jpg"] == 0
 
@@ -358,7 +359,7 @@ def test_files_that_are_not_images_and_junk_are_ignored_silently(tmp_path):
 
 def test_skip_loads_the_rest_and_warns_once_listing_what_it_left_out(tmp_path):
     root = damaged_folder(tmp_path / "pets")
-    with pytest.warns(SkippedFilesWarning) as caught:
+    with pytest.warns(FolderWarning) as caught:
         ds = from_folder(root, 32, progress=False, on_error="skip")
     assert len(caught) == 1
     message = str(caught[0].message)
@@ -374,7 +375,7 @@ def test_skip_renumbers_the_labels_when_a_class_has_no_readable_image(tmp_path):
     root = make_folder(tmp_path / "pets", {"ant": 3, "cat": 3, "dog": 3})
     for path in (root / "ant").iterdir():
         path.write_text("not a photo")
-    with pytest.warns(SkippedFilesWarning, match="ant/: class left with no readable image"):
+    with pytest.warns(FolderWarning, match="ant/: class left with no readable image"):
         ds = from_folder(root, 32, progress=False, on_error="skip")
     assert ds.classes == ("cat", "dog")
     assert set(labels_by_file(ds).items()) >= {("cat/cat_000.jpg", 0), ("dog/dog_000.jpg", 1)}
@@ -434,7 +435,7 @@ def test_second_load_reads_the_cache_and_a_changed_file_is_decoded_again(tmp_pat
 def test_a_damaged_folder_raises_again_from_the_cache(tmp_path):
     root = damaged_folder(tmp_path / "pets")
     shutil.rmtree(root / "bird")
-    with pytest.warns(SkippedFilesWarning):
+    with pytest.warns(FolderWarning):
         from_folder(root, 32, progress=False, on_error="skip")
     with pytest.raises(FolderError, match="truncated.jpg"):
         from_folder(root, 32, progress=False)
@@ -501,3 +502,123 @@ def test_inspect_of_a_folder_no_layout_fits_says_why(tmp_path):
     assert result.returncode == 1 and "does not exist" in result.stderr
 
 
+
+
+# --------------------------------------------------------------------------- what learners' folders hold
+
+
+def test_more_photo_formats_load_and_an_unreadable_heic_photo_names_its_fix(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 3, "dog": 3})
+    write(root / "cat" / "from_a_browser.jfif", photo(81))
+    write(root / "dog" / "UPPER.JPG", photo(82))
+    iphone = root / "dog" / "IMG_0001.HEIC"
+    iphone.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64)
+    with pytest.raises(FolderError, match=r"dog/IMG_0001.HEIC: a HEIC/HEIF photo .*pillow-heif"):
+        from_folder(root, 32, progress=False)
+    iphone.unlink()
+    ds = from_folder(root, 32, progress=False)
+    assert {"cat/from_a_browser.jfif", "dog/UPPER.JPG"} <= set(labels_by_file(ds))
+
+
+def test_a_photo_too_large_to_decode_safely_is_named(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    root = make_folder(tmp_path / "pets", {"cat": 3, "dog": 3})
+    write(root / "cat" / "panorama.png", photo(1, (400, 100)), "PNG")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10_000)  # the panorama is over twice the limit
+    with pytest.raises(FolderError, match=r"cat/panorama.png: too large to decode safely"):
+        from_folder(root, 32, progress=False)
+
+
+def test_float_and_wide_integer_grey_images_keep_their_picture(tmp_path):
+    grey = np.asarray(photo(3).convert("L"), np.float64)
+    write(tmp_path / "unit.tiff", Image.fromarray((grey / 255).astype(np.float32), "F"), "TIFF")
+    write(tmp_path / "wide.tiff", Image.fromarray((grey * 1000).astype(np.int32), "I"), "TIFF")
+    reference = image_files.decode(write(tmp_path / "grey.png", Image.fromarray(grey.astype(np.uint8)), "PNG"), 32)
+    for name in ("unit.tiff", "wide.tiff"):
+        decoded = image_files.decode(tmp_path / name, 32).astype(int)
+        assert np.abs(decoded - reference).mean() < 3 * 255 / grey.max(), name
+
+
+def test_a_wrapper_folder_from_an_unzipped_archive_gets_the_right_fix(tmp_path):
+    make_folder(tmp_path / "download" / "my_photos", {"cat": 3, "dog": 3})
+    (tmp_path / "download" / "__MACOSX").mkdir()
+    with pytest.raises(FolderError, match=r"give .*download/my_photos instead"):
+        from_folder(tmp_path / "download", 32, progress=False)
+
+
+def test_a_class_named_like_a_split_is_told_to_rename(tmp_path):
+    make_folder(tmp_path / "vehicles", {"car": 3, "plane": 3, "train": 3})
+    with pytest.raises(FolderError, match="rename a class"):
+        from_folder(tmp_path / "vehicles", 32, progress=False)
+
+
+def test_a_validation_class_differing_only_in_case_is_pointed_out(tmp_path):
+    make_folder(tmp_path / "set" / "train", {"roses": 3, "tulips": 3})
+    make_folder(tmp_path / "set" / "val", {"Roses": 2, "tulips": 2}, start=10)
+    with pytest.raises(FolderError, match=r"Roses \(train/ has roses: names are case-sensitive\)"):
+        from_folder(tmp_path / "set", 32, progress=False)
+
+
+def test_images_of_a_class_whose_train_folder_is_empty_are_named_when_left_out(tmp_path):
+    make_folder(tmp_path / "set" / "train", {"roses": 3, "tulips": 3, "daisy": 3})
+    shutil.rmtree(tmp_path / "set" / "train" / "daisy")
+    (tmp_path / "set" / "train" / "daisy").mkdir()
+    make_folder(tmp_path / "set" / "val", {"daisy": 2, "roses": 2, "tulips": 2}, start=10)
+    with pytest.warns(FolderWarning, match=r"val/daisy/: 2 image\(s\) left out: train/ has none"):
+        ds = from_folder(tmp_path / "set", 32, progress=False, on_error="skip")
+    assert ds.classes == ("roses", "tulips")
+
+
+def test_a_link_back_up_the_tree_adds_no_photo_twice(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 4, "dog": 4})
+    (root / "cat" / "up").symlink_to(root, target_is_directory=True)
+    (root / "dog" / "self").symlink_to(root / "dog", target_is_directory=True)
+    ds = from_folder(root, 32, progress=False)
+    assert len(labels_by_file(ds)) == 8
+
+
+def test_copies_across_splits_and_classes_load_with_a_warning(tmp_path):
+    make_folder(tmp_path / "set" / "train", {"cat": 4, "dog": 4})
+    make_folder(tmp_path / "set" / "val", {"cat": 2, "dog": 2}, start=10)
+    shutil.copyfile(tmp_path / "set" / "train" / "cat" / "cat_000.jpg", tmp_path / "set" / "val" / "cat" / "again.jpg")
+    shutil.copyfile(tmp_path / "set" / "train" / "cat" / "cat_001.jpg", tmp_path / "set" / "train" / "dog" / "odd.jpg")
+    with pytest.warns(FolderWarning) as caught:
+        from_folder(tmp_path / "set", 32, progress=False)
+    message = str(caught[0].message)
+    assert "1 file(s) have an identical copy in another split" in message and "again.jpg" in message
+    assert "1 file(s) have an identical copy in another class" in message and "odd.jpg" in message
+    report = inspect_folder(tmp_path / "set", 32)
+    assert report.ok and any("another split" in c for c in report.cautions)
+
+
+def test_a_class_missing_from_a_split_loads_with_a_warning(tmp_path):
+    make_folder(tmp_path / "set" / "train", {"roses": 4, "tulips": 4})
+    make_folder(tmp_path / "set" / "val", {"tulips": 2}, start=10)
+    make_folder(tmp_path / "set" / "test", {"tulips": 2}, start=20)
+    with pytest.warns(FolderWarning, match="roses has no val images.*roses has no test images"):
+        ds = from_folder(tmp_path / "set", 32, progress=False)
+    assert ds.classes == ("roses", "tulips")
+
+
+def test_the_memory_limit_follows_a_containers_limit(tmp_path, monkeypatch):
+    limit = tmp_path / "memory.max"
+    limit.write_text(str(2 * 2**30) + "\n")
+    monkeypatch.setattr(folders, "CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
+    assert folders.memory_budget() == 2**29
+    limit.write_text("max\n")  # no limit set
+    assert folders.memory_budget() > 2**29 or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") <= 2 * 2**30
+
+
+def test_inspect_counts_a_folder_too_large_for_memory_as_a_problem(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    monkeypatch.setattr(folders, "memory_budget", lambda: 6 * 64 * 64 * 3)
+    report = inspect_folder(root, size=64)
+    assert not report.ok and "per_class=3 fits at size=64" in report.text()
+    assert inspect_folder(root, size=64, per_class=3).ok
+
+
+def test_fractions_must_give_every_split_a_share(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 5, "dog": 5})
+    with pytest.raises(ValueError, match="each above 0"):
+        from_folder(root, 32, fractions=(0.8, 0.2, 0.0))

@@ -119,7 +119,7 @@ def eurosat_zip(per_class=3) -> bytes:
     with zipfile.ZipFile(buffer, "w") as zipped:
         for colour, name in zip(colours(10), full.EUROSAT_CLASSES):
             for i in range(per_class):
-                zipped.writestr(f"2750/{name}/{name}_{i}.jpg", jpeg(colour, (64, 64)))
+                zipped.writestr(f"2750/{name}/{name}_{i}.jpg", jpeg(tuple(c + i for c in colour), (64, 64)))
     return buffer.getvalue()
 
 

@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("path", help="the folder")
     inspect.add_argument("--size", type=int, default=128, help="decoded size to count memory for (default 128)")
+    inspect.add_argument("--per-class", type=int, default=None, metavar="N",
+                         help="read at most N images of each class, as from_folder(per_class=N) does")
     inspect.set_defaults(handler=_inspect)
 
     fetch = commands.add_parser(
@@ -277,7 +279,7 @@ def _cached(card) -> str:
 def _inspect(args) -> int:
     from tlcourse.data.folder_report import inspect_folder
 
-    report = inspect_folder(args.path, size=args.size)
+    report = inspect_folder(args.path, size=args.size, per_class=args.per_class)
     print(report.text())
     return 0 if report.ok else 1
 

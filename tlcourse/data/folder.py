@@ -23,7 +23,8 @@ Ignored without a word: files whose name does not end in an image suffix (a READ
 ``LICENSE.txt``), hidden files and folders, ``__MACOSX``, ``.ipynb_checkpoints``, ``Thumbs.db``,
 ``desktop.ini`` and ``.DS_Store``. Anything else that is wrong stops the load with a
 :class:`FolderError` that names the files and the fix; ``on_error="skip"`` instead leaves the bad
-files (and classes left with no images) out, with one warning listing them.
+files (and classes left with no images) out, with one warning listing them. Photos Pillow reads
+only with a plugin (HEIC from iPhones) are reported with the fix, not skipped.
 
 The decoded arrays are cached under ``TLCOURSE_HOME/folders``, keyed by every file's path, size and
 modification time and by the options; the second load of an unchanged folder reads one file.
@@ -52,7 +53,8 @@ SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "
 IGNORED_NAMES = {"__macosx", ".ipynb_checkpoints", "thumbs.db", "desktop.ini", ".ds_store"}
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
 MEMORY_SHARE = 0.25  # refuse to decode a folder that would take more than this share of the RAM
-CACHE_FORMAT = 1  # bump when what a cached file holds changes
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+CACHE_FORMAT = 2  # bump when what a cached file holds changes
 LISTED = 12  # problems named in one message; the rest are counted
 
 
@@ -60,8 +62,9 @@ class FolderError(ValueError):
     """The folder cannot be loaded as it is; the message names the files and what to do."""
 
 
-class SkippedFilesWarning(UserWarning):
-    """``on_error="skip"`` left files or classes out; the message lists them."""
+class FolderWarning(UserWarning):
+    """The folder loaded, but something in it deserves a look: files ``on_error="skip"`` left out,
+    or a class with no image in one of the splits. The message lists them."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Decoded:
     files: tuple[str, ...]
     problems: list[Problem]
     notes: list[str]
+    cautions: list[str]  # worth a warning, not an error: a class missing from a split, copied files
 
 
 # --------------------------------------------------------------------------- the public call
@@ -119,10 +123,12 @@ def from_folder(
 
     ``size``: every image becomes ``size`` x ``size`` (shorter side scaled to ``size``, centre
     crop). ``per_class``: read at most this many images of each class (in each split folder, for
-    the train/val/test layout), always the same ones; use it, or a smaller ``size``, for folders
-    too large for memory. ``fractions``: train/val/test shares where the folder has no splits of
+    the train/val/test layout), always the same ones, *before* splitting; use it, or a smaller
+    ``size``, for folders too large for memory. (``data.load(name, per_class=n)`` means something
+    else: it keeps ``n`` training images per class and val and test whole.) ``fractions``: train/val/test shares where the folder has no splits of
     its own. ``on_error``: ``"raise"`` (default) stops on the first load of a damaged folder and
-    lists every problem; ``"skip"`` loads the rest and warns once with what it left out.
+    lists every problem; ``"skip"`` loads the rest and warns once with what it left out. A class
+    with no image in val or test loads, with a :class:`FolderWarning`.
     ``name``: the dataset's name on its card (default: the folder's name). ``cache``: keep the
     decoded arrays under ``TLCOURSE_HOME/folders`` and reuse them while no file changes.
     ``progress``: a progress bar while decoding.
@@ -145,7 +151,7 @@ def from_folder(
         source=str(root.resolve()),
         size=f"{total:,} images, {size}x{size} RGB, {len(decoded.classes)} classes",
         profile=active_profile(),
-        description="Loaded with tlcourse.data.from_folder. " + " ".join(decoded.notes),
+        description=" ".join(["Loaded with tlcourse.data.from_folder.", *decoded.notes]),
     )
     return Dataset(*splits, classes=decoded.classes, card=card,
                    extra={"files": files, "root": str(root.resolve()), "skipped": [str(p) for p in decoded.problems]})
@@ -163,7 +169,7 @@ def read_folder(root: Path, size: int, *, per_class=None, fractions=DEFAULT_FRAC
     fractions = _check_fractions(fractions)
     size = int(size)
     found = scan(root, per_class=per_class)
-    check_memory(found.count, size, root)
+    check_memory(found.count, size, root, len(found.classes))
 
     key = _cache_key(found, size, per_class, fractions)
     path = _cache_path(root, key) if cache else None
@@ -175,7 +181,9 @@ def read_folder(root: Path, size: int, *, per_class=None, fractions=DEFAULT_FRAC
     if decoded.problems:
         if on_error == "raise":
             raise FolderError(_problems_message(root, decoded.problems))
-        warnings.warn(_skipped_message(root, decoded.problems), SkippedFilesWarning, stacklevel=3)
+        warnings.warn(_skipped_message(root, decoded.problems), FolderWarning, stacklevel=3)
+    if decoded.cautions:
+        warnings.warn(f"{root}: " + "; ".join(decoded.cautions), FolderWarning, stacklevel=3)
     return decoded
 
 
@@ -206,7 +214,8 @@ def scan(root: Path, per_class: int | None = None) -> Scan:
         others = sorted(f.name for f in folders if f not in split_named)
         raise FolderError(
             f"{root} mixes split folders ({', '.join(sorted(f.name for f in split_named))}) with class folders "
-            f"({', '.join(others)}); use either <class>/ folders or train/<class>/ and val/<class>/ folders"
+            f"({', '.join(others)}); use either <class>/ folders or train/<class>/ and val/<class>/ folders "
+            f"(the names {', '.join(sorted(SPLIT_FOLDERS))} are kept for splits: rename a class that has one)"
         )
     if split_named:
         return _scan_splits(root, split_named, per_class)
@@ -231,7 +240,7 @@ def _scan_splits(root: Path, folders: list[Path], per_class) -> Scan:
     train_dirs, loose = _entries(by_split["train"])
     if loose:
         raise FolderError(f"{by_split['train']} holds images directly inside it ({_some(loose)}); move each into "
-                          "train/<class>/")
+                          f"{by_split['train'].name}/<class>/")
     classes, train_files, problems = _classes_of(root, train_dirs, per_class, prefix=by_split["train"].name + "/")
     files = {"train": train_files}
     for which in ("val", "test"):
@@ -239,21 +248,30 @@ def _scan_splits(root: Path, folders: list[Path], per_class) -> Scan:
             continue
         class_dirs, loose = _entries(by_split[which])
         if loose:
-            raise FolderError(f"{by_split[which]} holds images directly inside it ({_some(loose)}); move each "
-                              f"into {by_split[which].name}/<class>/")
+            raise FolderError(
+                f"{by_split[which]} holds images directly inside it ({_some(loose)}); move each into "
+                f"{by_split[which].name}/<class>/, or, if they are unlabelled (a competition's test set), move "
+                f"{by_split[which].name}/ out of {root}"
+            )
         train_names = {d.name for d in train_dirs}
         unknown = sorted(d.name for d in class_dirs if d.name not in train_names)
         if unknown:
+            by_case = {n.lower(): n for n in train_names}
+            named = [f"{n} (train/ has {by_case[n.lower()]}: names are case-sensitive)" if n.lower() in by_case
+                     else n for n in unknown]
             raise FolderError(
-                f"{by_split[which]} has class folders that train/ lacks: {', '.join(unknown)}; a class needs training "
-                "images, so add them to train/ (or remove these folders)"
+                f"{by_split[which]} has class folders that train/ lacks: {', '.join(named)}; a class needs training "
+                "images, so add them to train/ (or rename or remove these folders)"
             )
         label_of = {c: k for k, c in enumerate(classes)}
         files[which] = []
         for folder in class_dirs:
-            if folder.name not in label_of:
-                continue  # its train/ folder is empty: the class is already reported
             listed = _images_in(folder, root, per_class)
+            if folder.name not in label_of:  # its train/ folder is empty
+                if listed:
+                    problems.append(Problem(f"{folder.relative_to(root).as_posix()}/",
+                                            f"{len(listed)} image(s) left out: train/ has none of this class"))
+                continue
             files[which] += [(f, label_of[folder.name]) for f in listed]
     found = Scan(root, "splits", classes, files, problems)
     _check_class_count(found)
@@ -280,9 +298,14 @@ def _check_class_count(found: Scan) -> None:
     if not found.classes:
         raise FolderError(f"{found.root}: no class folder holds images{empty if found.problems else ''}; put each "
                           "class's images in its own sub-folder")
+    only = found.classes[0]
+    inner = found.root / ("train" if found.layout == "splits" else "") / only
+    wrapper = [d.name for d in inner.iterdir() if d.is_dir() and not is_ignored(d.name)] if inner.is_dir() else []
+    hint = (f"; if {only}/ is the folder that holds your class folders (an unzipped archive often adds one), "
+            f"give {inner} instead" if len(wrapper) >= 2 else "")
     raise FolderError(
-        f"{found.root} holds a single class with images ({found.classes[0]}){empty if found.problems else ''}; a "
-        "classifier needs at least two, so add a folder of images for each other class"
+        f"{found.root} holds a single class with images ({only}){empty if found.problems else ''}{hint}; a "
+        "classifier needs at least two classes, so add a folder of images for each other class"
     )
 
 
@@ -302,9 +325,7 @@ def _entries(folder: Path) -> tuple[list[Path], list[Path]]:
 def _images_in(folder: Path, root: Path, per_class: int | None) -> list[str]:
     """Image paths under ``folder`` (any depth), relative to ``root``, sorted; ``per_class`` of them."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not is_ignored(d))
-        here = Path(dirpath)
+    for here, filenames in walk(folder):
         found += [(here / f).relative_to(root).as_posix() for f in filenames
                   if not is_ignored(f) and image_files.is_image_name(f)]
     found.sort()
@@ -312,6 +333,22 @@ def _images_in(folder: Path, root: Path, per_class: int | None) -> list[str]:
         # The same ones on every machine: those whose names hash lowest.
         found = sorted(sorted(found, key=_hash_rank)[:per_class])
     return found
+
+
+def walk(folder: Path):
+    """``(folder, file names)`` for ``folder`` and every visible folder below it, linked ones
+    included (as ImageFolder follows them), each real folder once, so a link that points back up
+    adds nothing twice."""
+    seen: set[str] = set()
+    start = os.path.realpath(folder)
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen or start.startswith(real + os.sep):  # visited, or a link up to an ancestor
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not is_ignored(d))
+        yield Path(dirpath), filenames
 
 
 def is_ignored(name: str) -> bool:
@@ -326,18 +363,21 @@ def _hash_rank(text: str) -> bytes:
 
 
 def decode_all(root: Path, paths: list[str], size: int, progress: bool = True):
-    """Decode ``paths`` (relative to ``root``) in parallel: the image array and the problems found.
+    """Decode ``paths`` (relative to ``root``) in parallel.
 
-    Bad files keep a black image in their slot; the caller leaves them out.
+    Returns the image array, the problem of each bad file (by index; its slot stays black and the
+    caller leaves it out) and a digest of each good file's bytes, to find copies.
     """
     from tqdm.auto import tqdm
 
     out = np.zeros((len(paths), size, size, 3), np.uint8)
     problems: dict[int, Problem] = {}
+    digests: dict[int, bytes] = {}
 
     def work(index: int) -> None:
         try:
             out[index] = image_files.decode(root / paths[index], size)
+            digests[index] = file_digest(root / paths[index])
         except image_files.ImageProblem as problem:
             problems[index] = Problem(paths[index], str(problem))
 
@@ -348,7 +388,11 @@ def decode_all(root: Path, paths: list[str], size: int, progress: bool = True):
                 bar.update()
     finally:
         bar.close()
-    return out, problems
+    return out, problems, digests
+
+
+def file_digest(path: Path) -> bytes:
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
 
 
 def worker_count() -> int:
@@ -360,7 +404,7 @@ def worker_count() -> int:
 def _decode(found: Scan, size: int, fractions, progress: bool) -> Decoded:
     entries = [(split, path, label) for split, pairs in found.files.items() for path, label in pairs]
     paths = [path for _, path, _ in entries]
-    pixels, bad = decode_all(found.root, paths, size, progress)
+    pixels, bad, digests = decode_all(found.root, paths, size, progress)
     good = [i for i in range(len(entries)) if i not in bad]
     problems = list(found.problems) + [bad[i] for i in sorted(bad)]
 
@@ -385,12 +429,46 @@ def _decode(found: Scan, size: int, fractions, progress: bool) -> Decoded:
                 f"{found.root}: {len(labels)} readable images are too few to give every split (train, val, test) at "
                 f"least one; add images, or give the folder its own train/ val/ test/ sub-folders"
             )
+    cautions = missing_from_splits(classes, labels, splits)
+    cautions += copies(files, [digests[i] for i in good], splits, labels)
     # Stored split after split, so that each split is a slice (a view, not a copy) of one array.
     order = np.concatenate([splits[s] for s in SPLITS])
     ends = np.cumsum([len(splits[s]) for s in SPLITS])
     ranges = {s: np.arange(end - len(splits[s]), end) for s, end in zip(SPLITS, ends)}
     images = pixels[np.asarray(good, np.int64)[order]]
-    return Decoded(images, labels[order], classes, ranges, tuple(files[i] for i in order), problems, notes)
+    return Decoded(images, labels[order], classes, ranges, tuple(files[i] for i in order), problems, notes, cautions)
+
+
+def missing_from_splits(classes, labels: np.ndarray, splits: dict) -> list[str]:
+    """A sentence for each split that lacks a class: "roses has no val images"."""
+    lines = []
+    for which in SPLITS:
+        present = set(labels[splits[which]].tolist())
+        absent = [classes[k] for k in range(len(classes)) if k not in present]
+        if absent:
+            lines.append(f"{', '.join(absent)} {'has' if len(absent) == 1 else 'have'} no {which} images, so the "
+                         f"{which} score says nothing about {'it' if len(absent) == 1 else 'them'}")
+    return lines
+
+
+def copies(files, digests, splits: dict, labels: np.ndarray) -> list[str]:
+    """A sentence for files whose bytes are identical across splits (a test photo also trained on)
+    or across classes (one photo, two labels)."""
+    split_of = np.empty(len(files), object)
+    for which, idx in splits.items():
+        split_of[idx] = which
+    groups: dict[bytes, list[int]] = {}
+    for i, digest in enumerate(digests):
+        groups.setdefault(digest, []).append(i)
+    lines = []
+    for what, key in (("split", lambda i: split_of[i]), ("class", lambda i: int(labels[i]))):
+        crossing = [g for g in groups.values() if len({key(i) for i in g}) > 1]
+        if crossing:
+            example = " = ".join(files[i] for i in crossing[0][:2])
+            lines.append(f"{len(crossing)} file(s) have an identical copy in another {what} (e.g. {example})"
+                         + ("; a photo scored in val or test that training also saw flatters the scores"
+                            if what == "split" else "; one photo with two labels"))
+    return lines
 
 
 def _class_folder(found: Scan, label: int) -> str:
@@ -414,18 +492,18 @@ def assign_splits(layout, origin, labels, files, fractions):
         held = everything[origin == "val"]
         _, val, test = _cut(held, labels, files, (0.0, 0.5, 0.5))
         splits = {"train": train, "val": val, "test": test}
-        notes.append("The folder has no test/: its val/ images were halved into val and test.")
+        notes.append("The folder has no test/ images: its val/ images were halved into val and test.")
     else:
         carve = fractions[1] / (fractions[0] + fractions[1])
         if "test" in present:
             kept, val, _ = _cut(train, labels, files, (1 - carve, carve, 0.0))
             splits = {"train": kept, "val": val, "test": everything[origin == "test"]}
-            notes.append(f"The folder has no val/: {round(100 * carve)}% of train/ became val.")
+            notes.append(f"The folder has no val/ images: {round(100 * carve)}% of train/ became val.")
         else:
             parts = _cut(train, labels, files, fractions)
             splits = dict(zip(SPLITS, parts))
             share = "/".join(f"{round(100 * f)}" for f in fractions)
-            notes.append(f"The folder has only train/: it was split {share} into train/val/test.")
+            notes.append(f"The folder has images in train/ only: they were split {share} into train/val/test.")
     return {k: _shuffled(v, files) for k, v in splits.items()}, notes
 
 
@@ -464,9 +542,9 @@ def _shuffled(indices: np.ndarray, files) -> np.ndarray:
 
 def _check_fractions(fractions) -> tuple[float, float, float]:
     values = tuple(float(f) for f in fractions)
-    if len(values) != 3 or min(values) < 0 or not np.isclose(sum(values), 1.0) or min(values[:2]) == 0:
+    if len(values) != 3 or min(values) <= 0 or not np.isclose(sum(values), 1.0):
         raise ValueError(
-            f"fractions must be three shares (train, val, test) that sum to 1, train and val above 0; got {fractions!r}"
+            f"fractions must be three shares (train, val, test), each above 0, that sum to 1; got {fractions!r}"
         )
     return values
 
@@ -475,11 +553,22 @@ def _check_fractions(fractions) -> tuple[float, float, float]:
 
 
 def memory_budget() -> int:
-    """Bytes a folder may take once decoded: a quarter of the machine's physical memory."""
+    """Bytes a folder may take once decoded: a quarter of the memory this process may use.
+
+    That is the machine's physical memory, or less where a container limits it (Binder, Docker,
+    a JupyterHub): the cgroup's limit is read where there is one.
+    """
     try:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         total = 8 * 2**30
+    for limit_file in CGROUP_LIMITS:
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
     return int(total * MEMORY_SHARE)
 
 
@@ -487,20 +576,28 @@ def decoded_bytes(count: int, size: int) -> int:
     return count * size * size * 3
 
 
-def check_memory(count: int, size: int, root: Path) -> None:
+def check_memory(count: int, size: int, root: Path, classes: int = 1) -> None:
     need, budget = decoded_bytes(count, size), memory_budget()
     if need <= budget:
         return
+    raise FolderError(f"{root}: {memory_advice(count, size, classes)}")
+
+
+def memory_advice(count: int, size: int, classes: int) -> str:
+    """What a folder too large for :func:`memory_budget` would take, and the settings that fit."""
+    need, budget = decoded_bytes(count, size), memory_budget()
     fits_size = int((budget / (3 * count)) ** 0.5)
-    raise FolderError(
-        f"{root}: {count:,} images at {size}x{size} would take {_gib(need)} once decoded, more than a quarter of "
-        f"this machine's memory ({_gib(budget)}); pass a smaller size= (size={fits_size} fits) or per_class= to "
-        "read fewer images of each class"
+    fits_per_class = budget // (3 * size * size * max(1, classes))
+    return (
+        f"{count:,} images at {size}x{size} would take {_gib(need)} once decoded, more than the "
+        f"{_gib(budget, round_up=False)} allowed (a quarter of the memory this machine gives Python); pass a smaller size= (size={fits_size} "
+        f"fits) or per_class= to read fewer images of each class (per_class={fits_per_class} fits at size={size})"
     )
 
 
-def _gib(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
+def _gib(nbytes: int, round_up: bool = True) -> str:
+    hundredths = nbytes * 100 / 2**30
+    return f"{(np.ceil(hundredths) if round_up else np.floor(hundredths)) / 100:.2f} GiB"
 
 
 # --------------------------------------------------------------------------- the cache
@@ -541,7 +638,7 @@ def _read_cache(path: Path, key: dict) -> Decoded | None:
                 images=stored["images"], labels=stored["labels"], classes=tuple(stored["classes"].tolist()),
                 splits={s: stored[s] for s in SPLITS}, files=tuple(stored["files"].tolist()),
                 problems=[Problem(*p.split("\0", 1)) for p in stored["problems"].tolist()],
-                notes=stored["notes"].tolist(),
+                notes=stored["notes"].tolist(), cautions=stored["cautions"].tolist(),
             )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # unreadable or truncated: decode again and overwrite it
@@ -554,7 +651,7 @@ def _write_cache(path: Path, key: dict, decoded: Decoded) -> None:
         path, key=np.array(json.dumps(key)), images=decoded.images, labels=decoded.labels,
         classes=np.array(decoded.classes, dtype=str), files=np.array(decoded.files, dtype=str),
         problems=np.array([f"{p.path}\0{p.reason}" for p in decoded.problems], dtype=str),
-        notes=np.array(decoded.notes, dtype=str), **decoded.splits,
+        notes=np.array(decoded.notes, dtype=str), cautions=np.array(decoded.cautions, dtype=str), **decoded.splits,
     )
     # Older entries for the same folder and options describe files that have since changed.
     for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.npz"):

@@ -2,11 +2,11 @@
 
 The report opens and decodes every image exactly as ``from_folder`` would (so a file that would
 stop the load is listed here), but keeps nothing: it counts classes per split, image sizes, modes
-and formats, the files ``from_folder`` ignores, and how much memory the decoded set would take.
+and formats, the files ``from_folder`` ignores, copies of one file, and how much memory the
+decoded set would take.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,8 +28,10 @@ class FolderReport:
     modes: Counter
     formats: Counter
     rotated: int  # images whose EXIF orientation turns them
-    ignored: Counter  # suffix -> files from_folder does not read
-    problems: list[folders.Problem]
+    enlarged: int  # images whose shorter side is below the size asked for
+    ignored: dict[str, list[str]]  # suffix -> files from_folder does not read
+    problems: list[folders.Problem]  # what stops from_folder
+    cautions: list[str]  # what it loads with a warning
     notes: list[str]
     size: int
     decoded_bytes: int
@@ -59,35 +61,46 @@ class FolderReport:
                          f"height {h.min()}-{h.max()} px (median {int(np.median(h))})")
             lines.append("modes    " + ", ".join(f"{m} {n}" for m, n in self.modes.most_common()))
             lines.append("formats  " + ", ".join(f"{f} {n}" for f, n in self.formats.most_common()))
+        if self.enlarged:
+            lines.append(f"enlarged {self.enlarged} image(s) smaller than {self.size} px on their shorter side are "
+                         "scaled up (blurred); a smaller --size keeps them sharp")
         if self.rotated:
             lines.append(f"EXIF     {self.rotated} image(s) stored sideways or flipped; from_folder turns them upright")
         if self.ignored:
-            kinds = ", ".join(f"{suffix or '(no suffix)'} {n}" for suffix, n in self.ignored.most_common())
-            lines.append(f"ignored  {sum(self.ignored.values())} file(s) that are not images by their names: {kinds}")
+            count = sum(len(v) for v in self.ignored.values())
+            kinds = ", ".join(f"{suffix or '(no suffix)'} {len(files)} ({', '.join(files[:2])}"
+                              f"{', ...' if len(files) > 2 else ''})" for suffix, files in self.ignored.items())
+            lines.append(f"ignored  {count} file(s) that are not images by their names: {kinds}")
         fits = "fits" if self.decoded_bytes <= self.budget else "does NOT fit"
         lines.append(f"memory   {self.decoded_bytes / 2**30:.2f} GiB decoded at {self.size}x{self.size} px; {fits} in "
-                     f"the {self.budget / 2**30:.2f} GiB from_folder allows (a quarter of this machine's memory)")
+                     f"the {self.budget / 2**30:.2f} GiB from_folder allows (a quarter of the memory Python may use)")
+        if self.cautions:
+            lines += ["", "warnings (from_folder loads the folder, and warns):"] + [f"  {c}" for c in self.cautions]
         if self.problems:
-            lines += ["", f"problems ({len(self.problems)}): from_folder stops on these (on_error='skip' leaves them out)"]
+            lines += ["", f"problems ({len(self.problems)}): from_folder stops on these (on_error='skip' leaves "
+                          "damaged files and empty classes out)"]
             lines += [f"  {p}" for p in self.problems]
         else:
             lines += ["", "problems none"]
         return "\n".join(lines)
 
 
-def inspect_folder(path, size: int = 128) -> FolderReport:
-    """Report on ``path`` as ``from_folder(path, size)`` would load it; raises FolderError where no layout fits."""
+def inspect_folder(path, size: int = 128, per_class: int | None = None) -> FolderReport:
+    """Report on ``path`` as ``from_folder(path, size, per_class=...)`` would load it.
+
+    Raises :class:`FolderError` where no layout fits (the message says why).
+    """
     root = Path(path).expanduser()
-    found = folders.scan(root)
+    found = folders.scan(root, per_class=per_class)
     entries = [(split, p, label) for split, pairs in found.files.items() for p, label in pairs]
     with ThreadPoolExecutor(max_workers=folders.worker_count()) as pool:
         looks = list(pool.map(lambda e: _look(root / e[1], size), entries))
 
     problems = list(found.problems)
-    good = [i for i, look in enumerate(looks) if look[-1] is None]
-    problems += [folders.Problem(entries[i][1], looks[i][-1]) for i in range(len(entries)) if looks[i][-1]]
+    good = [i for i, look in enumerate(looks) if look["problem"] is None]
+    problems += [folders.Problem(entries[i][1], look["problem"]) for i, look in enumerate(looks) if look["problem"]]
     counts: dict[str, dict[str, int]] = {name: {} for name in found.classes}
-    notes: list[str] = []
+    notes, cautions = [], []
     if good:
         labels = np.array([entries[i][2] for i in good])
         files = tuple(entries[i][1] for i in good)
@@ -96,33 +109,40 @@ def inspect_folder(path, size: int = 128) -> FolderReport:
         for split, idx in splits.items():
             for label, n in Counter(labels[idx].tolist()).items():
                 counts[found.classes[label]][split] = n
+        present = sorted(set(labels.tolist()))  # a class with no readable image is a problem, below
+        renumbered = np.searchsorted(present, labels)
+        cautions = folders.missing_from_splits(tuple(found.classes[k] for k in present), renumbered, splits)
+        cautions += folders.copies(files, [looks[i]["digest"] for i in good], splits, labels)
     for name, per in counts.items():
         if not per:
             problems.append(folders.Problem(name + "/", "class left with no readable image"))
+    need = folders.decoded_bytes(len(good), size)
+    if need > folders.memory_budget():
+        problems.append(folders.Problem(".", folders.memory_advice(len(good), size, len(found.classes))))
     return FolderReport(
         root=root, layout=found.layout, classes=found.classes, counts=counts,
-        sizes=[looks[i][2] for i in good], modes=Counter(looks[i][1] for i in good),
-        formats=Counter(looks[i][0] for i in good), rotated=sum(looks[i][3] for i in good),
-        ignored=_ignored_files(root), problems=problems, notes=notes, size=size,
-        decoded_bytes=folders.decoded_bytes(len(good), size),
+        sizes=[looks[i]["dims"] for i in good], modes=Counter(looks[i]["mode"] for i in good),
+        formats=Counter(looks[i]["format"] for i in good), rotated=sum(looks[i]["turned"] for i in good),
+        enlarged=sum(min(looks[i]["dims"]) < size for i in good), ignored=_ignored_files(root),
+        problems=problems, cautions=cautions, notes=notes, size=size, decoded_bytes=need,
     )
 
 
-def _look(path: Path, size: int):
-    """(format, mode, (width, height), turned by EXIF, problem or None) of one file."""
+def _look(path: Path, size: int) -> dict:
+    """Format, mode, size, EXIF turn and digest of one file, or the problem that stops it."""
     try:
         kind, mode, dims, turned = image_files.header(path)
         image_files.decode(path, size)
-        return kind, mode, dims, turned, None
+        return {"format": kind, "mode": mode, "dims": dims, "turned": turned,
+                "digest": folders.file_digest(path), "problem": None}
     except image_files.ImageProblem as problem:
-        return None, None, None, False, str(problem)
+        return {"problem": str(problem)}
 
 
-def _ignored_files(root: Path) -> Counter:
-    suffixes: Counter = Counter()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not folders.is_ignored(d)]
-        for name in filenames:
+def _ignored_files(root: Path) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for here, filenames in folders.walk(root):
+        for name in sorted(filenames):
             if not folders.is_ignored(name) and not image_files.is_image_name(name):
-                suffixes[Path(name).suffix.lower()] += 1
-    return suffixes
+                found.setdefault(Path(name).suffix.lower(), []).append((here / name).relative_to(root).as_posix())
+    return dict(sorted(found.items(), key=lambda item: -len(item[1])))

@@ -7,7 +7,9 @@ The policy, the same for every file and every caller:
 2. turn the picture upright as its EXIF orientation tag says (phones store photos sideways and
    set the tag; ``torchvision``'s and Keras's loaders ignore it);
 3. convert to RGB: grey is copied into R, G and B; a palette is looked up; CMYK goes through
-   Pillow's conversion; 16-bit grey is scaled to 8 bits; **transparency is flattened onto white**
+   Pillow's conversion; 16-bit grey is divided by 257, other integer or floating-point grey is
+   scaled so that its brightest pixel is 255 (or from 0..1, where all values lie in it);
+   **transparency is flattened onto white**
    (what an image viewer on a white page shows; dropping the alpha channel, as the frameworks'
    loaders do, would show whatever colour the transparent pixels happen to store);
 4. scale the shorter side to ``size`` (bilinear, antialiased), then cut the centre square:
@@ -27,8 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-# What from_folder treats as an image: Pillow reads all of these; every other file is ignored.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# What from_folder treats as an image; every other file is ignored. Pillow reads all of these but
+# HEIC/HEIF (iPhone photos), which need the pillow-heif plugin: without it they are reported, not
+# skipped, so that a class of iPhone photos does not vanish without a word.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".webp", ".tif",
+                  ".tiff", ".avif", ".mpo", ".jp2", ".qoi", ".tga", ".ppm", ".pgm", ".pnm", ".heic", ".heif")
+HEIF_SUFFIXES = (".heic", ".heif")
 DRAFT_MARGIN = 2  # the draft keeps at least this many times the final size
 BACKGROUND = (255, 255, 255)  # transparency is flattened onto white
 EXIF_ORIENTATION = 0x0112
@@ -51,11 +57,13 @@ def decode(path: str | Path, size: int) -> np.ndarray:
     from PIL import Image, ImageOps
 
     with _opened(path) as picture:
-        if picture.format == "JPEG":
+        if picture.format in ("JPEG", "MPO"):
             _ask_for_draft(picture, size)
         try:
             picture.load()
             rgb = to_rgb(ImageOps.exif_transpose(picture))
+        except Image.DecompressionBombError as error:
+            raise ImageProblem(f"too large to decode safely ({error}); shrink the photo") from None
         except (OSError, ValueError, SyntaxError) as error:
             raise ImageProblem(_damage(error)) from None
     return np.asarray(ImageOps.fit(rgb, (size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
@@ -83,8 +91,14 @@ def to_rgb(picture):
         return picture
     if mode.startswith("I;16") or mode in ("I", "F"):
         values = np.asarray(picture, dtype=np.float64)
-        scale = 257.0 if (mode.startswith("I;16") or values.max(initial=0) > 255) else 1.0
-        grey = np.clip(np.round(values / scale), 0, 255).astype(np.uint8)
+        brightest = values.max(initial=0)
+        if mode.startswith("I;16"):
+            scale = 1 / 257
+        elif mode == "F" and brightest <= 1.0:
+            scale = 255.0  # a float image in 0..1
+        else:
+            scale = 255.0 / brightest if brightest > 255 else 1.0
+        grey = np.clip(np.round(values * scale), 0, 255).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in picture.info
     if has_alpha:
@@ -110,7 +124,15 @@ class _opened:
             self.picture = Image.open(self.path)
         except ImageProblem:
             raise
+        except Image.DecompressionBombError as error:
+            raise ImageProblem(f"too large to decode safely ({error}); shrink the photo") from None
         except UnidentifiedImageError:
+            if self.path.suffix.lower() in HEIF_SUFFIXES or _looks_like_heif(self.path):
+                raise ImageProblem(
+                    "a HEIC/HEIF photo (the iPhone's format), which Pillow reads only with a plugin: convert it "
+                    "to JPEG, or `pip install pillow-heif` and run `import pillow_heif; "
+                    "pillow_heif.register_heif_opener()` first"
+                ) from None
             raise ImageProblem("not an image Pillow can read (the name says image, the bytes do not)") from None
         except PermissionError:
             raise ImageProblem("cannot be read: permission denied") from None
@@ -124,6 +146,12 @@ class _opened:
         if self.picture is not None:
             self.picture.close()
         return False
+
+
+def _looks_like_heif(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        head = stream.read(12)
+    return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis")
 
 
 def _ask_for_draft(picture, size: int) -> None:
