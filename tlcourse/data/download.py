@@ -129,7 +129,7 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
             "flower_photos.tgz",
             (
                 "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz",
-                "http://download.tensorflow.org/example_images/flower_photos.tgz",
+                "https://download.tensorflow.org/example_images/flower_photos.tgz",
             ),
             "sha256:4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c",
             228_813_984,
@@ -144,7 +144,8 @@ REMOTE_FILES: dict[str, tuple[RemoteFile, ...]] = {
             "EuroSAT.zip",
             (
                 # torchvision.datasets.EuroSAT's mirror (same file: md5 c8fa014336c82ac7804f0398fcb19387)
-                "https://huggingface.co/datasets/torchgeo/eurosat/resolve/c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",
+                "https://huggingface.co/datasets/torchgeo/eurosat/resolve/"
+                "c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",
                 "https://madm.dfki.de/files/sentinel/EuroSAT.zip",
             ),
             "sha256:8ebea626349354c5328b142b96d0430e647051f26efc2dc974c843f25ecf70bd",

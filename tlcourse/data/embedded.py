@@ -340,7 +340,7 @@ register(
         task="classification",
         classes=("daisy", "dandelion", "roses", "sunflowers", "tulips"),
         licence=_FLOWERS_LICENCE,
-        source="TensorFlow's flower_photos (tf_flowers), 100 photos per class, shipped in tlcourse/data/shipped/flowers",
+        source="TensorFlow's flower_photos (tf_flowers), 100 photos per class, in tlcourse/data/shipped/flowers",
         size="500 images, 160x160 RGB, 5 classes",
         profile="quick",
         like_imagenet=True,

@@ -125,10 +125,11 @@ def from_folder(
     crop). ``per_class``: read at most this many images of each class (in each split folder, for
     the train/val/test layout), always the same ones, *before* splitting; use it, or a smaller
     ``size``, for folders too large for memory. (``data.load(name, per_class=n)`` means something
-    else: it keeps ``n`` training images per class and val and test whole.) ``fractions``: train/val/test shares where the folder has no splits of
-    its own. ``on_error``: ``"raise"`` (default) stops on the first load of a damaged folder and
-    lists every problem; ``"skip"`` loads the rest and warns once with what it left out. A class
-    with no image in val or test loads, with a :class:`FolderWarning`.
+    else: it keeps ``n`` training images per class and val and test whole.) ``fractions``:
+    train/val/test shares where the folder has no splits of its own. ``on_error``: ``"raise"``
+    (default) stops on a damaged folder and lists every problem; ``"skip"`` loads the rest and
+    warns once with what it left out. A folder that loads but deserves a look (a class with no
+    image in val or test, the same file in two splits) loads with a :class:`FolderWarning`.
     ``name``: the dataset's name on its card (default: the folder's name). ``cache``: keep the
     decoded arrays under ``TLCOURSE_HOME/folders`` and reuse them while no file changes.
     ``progress``: a progress bar while decoding.
@@ -230,7 +231,9 @@ def _scan_splits(root: Path, folders: list[Path], per_class) -> Scan:
     for folder in folders:
         which = SPLIT_FOLDERS[folder.name.lower()]
         if which in by_split:
-            raise FolderError(f"{root} has two folders for the {which} split: {by_split[which].name}/ and {folder.name}/")
+            raise FolderError(
+                f"{root} has two folders for the {which} split: {by_split[which].name}/ and {folder.name}/; keep one"
+            )
         by_split[which] = folder
     if "train" not in by_split:
         raise FolderError(
@@ -482,7 +485,8 @@ def assign_splits(layout, origin, labels, files, fractions):
     if layout == "classes":
         parts = _cut(everything, labels, files, fractions)
         share = "/".join(f"{round(100 * f)}" for f in fractions)
-        return dict(zip(SPLITS, parts)), [f"Split {share} into train/val/test, class by class, by a hash of each file's name."]
+        note = f"Split {share} into train/val/test, class by class, by a hash of each file's name."
+        return dict(zip(SPLITS, parts)), [note]
     present = set(origin.tolist())
     train = everything[origin == "train"]
     notes = []
@@ -590,8 +594,9 @@ def memory_advice(count: int, size: int, classes: int) -> str:
     fits_per_class = budget // (3 * size * size * max(1, classes))
     return (
         f"{count:,} images at {size}x{size} would take {_gib(need)} once decoded, more than the "
-        f"{_gib(budget, round_up=False)} allowed (a quarter of the memory this machine gives Python); pass a smaller size= (size={fits_size} "
-        f"fits) or per_class= to read fewer images of each class (per_class={fits_per_class} fits at size={size})"
+        f"{_gib(budget, round_up=False)} allowed (a quarter of the memory this machine gives Python); pass a "
+        f"smaller size= (size={fits_size} fits) or per_class= to read fewer images of each class "
+        f"(per_class={fits_per_class} fits at size={size})"
     )
 
 
