@@ -358,7 +358,7 @@ register(
         classes=("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
                  "PermanentCrop", "Residential", "River", "SeaLake"),
         licence=_EUROSAT_LICENCE,
-        source="EuroSAT RGB (Sentinel-2), 100 patches per class, shipped in tlcourse/data/shipped/eurosat",
+        source="EuroSAT RGB (Sentinel-2), 100 patches per class, in tlcourse/data/shipped/eurosat",
         size="1,000 images, 64x64 RGB, 10 classes",
         profile="quick",
         like_imagenet=False,
