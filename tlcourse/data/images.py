@@ -19,9 +19,10 @@ The policy, the same for every file and every caller:
 
 JPEGs are decoded in Pillow's draft mode: the decoder itself scales by 1/2, 1/4 or 1/8, which is
 much faster than decoding every pixel. The draft is asked for at least twice the final size, so
-step 4 still does the last reduction with its own filter; measured on the 1,000 flower photos of
-the course's sources (long side ~500 px) at 96 to 224 px, this differs from a full decode by 0.01
-grey levels on average.
+step 4 still does the last reduction with its own filter. Measured on 50 flower photos enlarged to
+2000 x 1500 px (where the draft does shrink them), at 96 to 224 px: 0.13 to 0.20 grey levels from a
+full decode on average, 3 at most; a draft of the final size itself differs by 0.35 to 1.8 on
+average and by up to 44 at sharp edges. Photos of ~500 px are rarely drafted at these sizes.
 """
 from __future__ import annotations
 
