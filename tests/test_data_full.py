@@ -168,7 +168,7 @@ def test_second_load_reads_the_decoded_arrays_without_the_downloads(monkeypatch,
     for split in ("train", "val", "test"):
         assert np.array_equal(getattr(first, split).images, getattr(second, split).images)
         assert np.array_equal(getattr(first, split).labels, getattr(second, split).labels)
-    assert not list(folder.glob("*.part")), "no temporary file may be left next to the arrays"
+    assert not list(folder.glob("*.part*")), "no temporary file may be left next to the arrays"
 
 
 def test_decoded_arrays_are_rebuilt_when_the_expected_checksums_change(monkeypatch, cache):

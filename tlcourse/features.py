@@ -192,18 +192,26 @@ def write_npz_atomically(path: str | Path, **arrays) -> Path:
     return path
 
 
-def _read_entry(path: Path, key: dict, count: int) -> np.ndarray | None:
-    """The cached features, or ``None`` when the file is missing, unreadable or not for ``key``."""
+def read_keyed_npz(path: str | Path, key: dict) -> dict[str, np.ndarray] | None:
+    """The arrays of an ``.npz`` written with ``key=np.array(json.dumps(key))`` beside them, or
+    ``None`` when the file is missing, unreadable, truncated or written for another key."""
+    path = Path(path)
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
             if json.loads(str(stored["key"])) != key:
                 return None
-            features = stored["features"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # truncated or foreign: compute again
+            return {name: stored[name] for name in stored.files if name != "key"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-    if features.dtype != np.float32 or features.ndim != 2 or len(features) != count:
+
+
+def _read_entry(path: Path, key: dict, count: int) -> np.ndarray | None:
+    """The cached features, or ``None`` when the file is missing, unreadable or not for ``key``."""
+    stored = read_keyed_npz(path, key)
+    features = stored.get("features") if stored else None
+    if features is None or features.dtype != np.float32 or features.ndim != 2 or len(features) != count:
         return None
     return features
 

@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import warnings
-import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,7 +154,7 @@ def from_folder(
         description=" ".join(["Loaded with tlcourse.data.from_folder.", *decoded.notes]),
     )
     return Dataset(*splits, classes=decoded.classes, card=card,
-                   extra={"files": files, "root": str(root.resolve()), "skipped": [str(p) for p in decoded.problems]})
+                   extra={"files": files, "skipped": [str(p) for p in decoded.problems]})
 
 
 def read_folder(root: Path, size: int, *, per_class=None, fractions=DEFAULT_FRACTIONS, on_error="raise",
@@ -331,11 +330,14 @@ def _images_in(folder: Path, root: Path, per_class: int | None) -> list[str]:
     for here, filenames in walk(folder):
         found += [(here / f).relative_to(root).as_posix() for f in filenames
                   if not is_ignored(f) and image_files.is_image_name(f)]
-    found.sort()
-    if per_class is not None and len(found) > per_class:
-        # The same ones on every machine: those whose names hash lowest.
-        found = sorted(sorted(found, key=_hash_rank)[:per_class])
-    return found
+    return lowest_hashes(found, per_class)
+
+
+def lowest_hashes(names: list[str], count: int | None) -> list[str]:
+    """The ``count`` names whose SHA-256 is lowest, sorted: a pick the same on every machine."""
+    if count is not None and len(names) > count:
+        names = sorted(names, key=_hash_rank)[:count]
+    return sorted(names)
 
 
 def walk(folder: Path):
@@ -633,20 +635,17 @@ def _cache_path(root: Path, key: dict) -> Path:
 
 
 def _read_cache(path: Path, key: dict) -> Decoded | None:
-    if not path.is_file():
+    from tlcourse.features import read_keyed_npz
+
+    stored = read_keyed_npz(path, key)  # None when unreadable or stale: decode again and overwrite it
+    if stored is None or any(name not in stored for name in (*SPLITS, "images", "cautions")):
         return None
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            if json.loads(str(stored["key"])) != key:
-                return None
-            return Decoded(
-                images=stored["images"], labels=stored["labels"], classes=tuple(stored["classes"].tolist()),
-                splits={s: stored[s] for s in SPLITS}, files=tuple(stored["files"].tolist()),
-                problems=[Problem(*p.split("\0", 1)) for p in stored["problems"].tolist()],
-                notes=stored["notes"].tolist(), cautions=stored["cautions"].tolist(),
-            )
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # unreadable or truncated: decode again and overwrite it
+    return Decoded(
+        images=stored["images"], labels=stored["labels"], classes=tuple(stored["classes"].tolist()),
+        splits={s: stored[s] for s in SPLITS}, files=tuple(stored["files"].tolist()),
+        problems=[Problem(*p.split("\0", 1)) for p in stored["problems"].tolist()],
+        notes=stored["notes"].tolist(), cautions=stored["cautions"].tolist(),
+    )
 
 
 def _write_cache(path: Path, key: dict, decoded: Decoded) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ class FolderReport:
     notes: list[str]
     size: int
     decoded_bytes: int
-    budget: int = field(default_factory=folders.memory_budget)
+    budget: int  # what from_folder allows: folders.memory_budget()
 
     @property
     def ok(self) -> bool:
@@ -116,15 +116,15 @@ def inspect_folder(path, size: int = 128, per_class: int | None = None) -> Folde
     for name, per in counts.items():
         if not per:
             problems.append(folders.Problem(name + "/", "class left with no readable image"))
-    need = folders.decoded_bytes(len(good), size)
-    if need > folders.memory_budget():
+    need, budget = folders.decoded_bytes(len(good), size), folders.memory_budget()
+    if need > budget:
         problems.append(folders.Problem(".", folders.memory_advice(len(good), size, len(found.classes))))
     return FolderReport(
         root=root, layout=found.layout, classes=found.classes, counts=counts,
         sizes=[looks[i]["dims"] for i in good], modes=Counter(looks[i]["mode"] for i in good),
         formats=Counter(looks[i]["format"] for i in good), rotated=sum(looks[i]["turned"] for i in good),
         enlarged=sum(min(looks[i]["dims"]) < size for i in good), ignored=_ignored_files(root),
-        problems=problems, cautions=cautions, notes=notes, size=size, decoded_bytes=need,
+        problems=problems, cautions=cautions, notes=notes, size=size, decoded_bytes=need, budget=budget,
     )
 
 

@@ -22,7 +22,6 @@ import pickle
 import shutil
 import struct
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -33,6 +32,7 @@ from tlcourse.data import download
 from tlcourse.data.card import Card
 from tlcourse.data.folder import read_folder
 from tlcourse.data.registry import Raw, register
+from tlcourse.features import write_npz_atomically
 from tlcourse.data.splits import name_seed, stratified_split
 
 # Bump when a decoder changes what it produces, so that every cached .npz is rebuilt.
@@ -158,20 +158,8 @@ def _arrays(name: str) -> dict[str, np.ndarray]:
         with np.load(path) as stored:
             return {k: stored[k] for k in stored.files if k != "fingerprint"}
     arrays = _DECODERS[name]()
-    _write_npz(path, fingerprint=np.array(_fingerprint(name)), **arrays)
+    write_npz_atomically(path, fingerprint=np.array(_fingerprint(name)), **arrays)
     return arrays
-
-
-def _write_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _raw(name: str, classes: tuple[str, ...]) -> Callable[[], Raw]:

@@ -16,7 +16,6 @@ folder holding ``tf_flowers/`` and ``eurosat_rgb/`` in class folders, with the s
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -35,7 +34,9 @@ def folder(name: str) -> Path:
 
 def chosen(files: list[str], count: int = PER_CLASS) -> list[str]:
     """The ``count`` file names of a class that are shipped: those whose names hash lowest."""
-    return sorted(sorted(files, key=lambda f: hashlib.sha256(f.encode("utf-8")).digest())[:count])
+    from tlcourse.data.folder import lowest_hashes
+
+    return lowest_hashes(files, count)
 
 
 def rebuild(source: Path, target: Path = SHIPPED) -> None:
