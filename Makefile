@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed-stamp
 # every plot then prints font warnings into the notebook's outputs.
 export MPLCONFIGDIR ?= $(abspath $(VENV))/matplotlib
 
-.PHONY: lab test test-lib test-notebooks install clean refresh course site
+.PHONY: lab test test-lib test-notebooks check-claims install clean refresh course site
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ test-lib: $(STAMP)
 
 test-notebooks: $(STAMP)
 	TLCOURSE_PROFILE=quick $(PY) -m pytest --nbval notebooks/
+
+# Every chapter's self-checks must hold on any run, not only on the stored one: run each notebook
+# with another seed, then with another seed on one thread, and list the asserts that fail.
+check-claims: $(STAMP)
+	status=0; \
+	TLCOURSE_PROFILE=quick $(VENV)/bin/tlcourse claims --seed 1 || status=1; \
+	TLCOURSE_PROFILE=quick $(VENV)/bin/tlcourse claims --seed 2 --threads 1 || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache site

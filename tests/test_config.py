@@ -66,3 +66,22 @@ def test_setup_reports_profile_and_device(monkeypatch, capsys):
     assert info["profile"] == "quick" and info["device"] in ("cpu", "cuda")
     assert "profile : quick" in printed and "device" in printed
     assert info["torch"] == "2.14.1"
+
+
+def test_setup_seeds_with_tlcourse_seed(monkeypatch, capsys):
+    import random
+
+    monkeypatch.setenv("TLCOURSE_SEED", "5")
+    info = tlcourse.setup()
+    first = random.random()
+    random.seed(5)
+    assert info["seed"] == 5 == tlcourse.course_seed() == tlcourse.current_seed() and first == random.random()
+    assert "seed    : 5" in capsys.readouterr().out
+    monkeypatch.delenv("TLCOURSE_SEED")
+    assert tlcourse.setup(verbose=False)["seed"] == 0
+
+
+def test_a_seed_that_is_not_a_number_says_so(monkeypatch):
+    monkeypatch.setenv("TLCOURSE_SEED", "one")
+    with pytest.raises(ValueError, match="TLCOURSE_SEED='one' is not a whole number"):
+        tlcourse.course_seed()

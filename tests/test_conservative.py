@@ -303,10 +303,10 @@ def test_torch_layerwise_optimizer_groups():
     tt.unfreeze(tt.freeze(model), "block5")
     opt = tt.layerwise_optimizer(model, 1e-3, 0.5)
     assert [(g["block"], g["lr"]) for g in opt.param_groups] == [
-        ("top", 1e-3), ("block7", 5e-4), ("block6", 2.5e-4), ("block5", 1.25e-4)]
+        ("head", 1e-3), ("top", 5e-4), ("block7", 2.5e-4), ("block6", 1.25e-4), ("block5", 6.25e-5)]
     opt = tt.layerwise_optimizer(model, 1e-3, {"block5": 0, "block6": 0.01})
     assert [(g["block"], g["lr"]) for g in opt.param_groups] == [
-        ("top", 1e-3), ("block7", 1e-3), ("block6", 1e-5), ("block5", 0.0)]
+        ("head", 1e-3), ("top", 1e-3), ("block7", 1e-3), ("block6", 1e-5), ("block5", 0.0)]
     with pytest.raises(ValueError, match="unknown block 'block9'"):
         tt.layerwise_optimizer(model, 1e-3, {"block9": 0.1})
     with pytest.raises(ValueError, match=">= 0"):
@@ -314,7 +314,7 @@ def test_torch_layerwise_optimizer_groups():
 
 
 LR = 1e-2
-FACTORS = {"block6": 0.0, "block7": 0.1}  # top: 1
+FACTORS = {"block6": 0.0, "block7": 0.1}  # top and head: 1
 
 
 def block_moves(framework: str) -> dict[str, float]:
@@ -324,7 +324,7 @@ def block_moves(framework: str) -> dict[str, float]:
     fw.unfreeze(fw.freeze(model), "block6")
     if framework == "torch":
         state = lambda: {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}  # noqa: E731
-        block_of = lambda name: name.split(".")[0]  # noqa: E731
+        block_of = lambda name: "head" if name.startswith("top.classifier") else name.split(".")[0]  # noqa: E731
     else:
         state = lambda: {w.path: w.numpy().copy() for w in model.trainable_weights}  # noqa: E731
         block_of = lambda path: tk.lite0.block_of_layer(path.split("/")[0])  # noqa: E731
@@ -342,11 +342,11 @@ def block_moves(framework: str) -> dict[str, float]:
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_layerwise_rates_factor_zero_keeps_a_block_still_and_a_lower_factor_moves_less(framework):
     moves = block_moves(framework)
-    assert set(moves) == {"block6", "block7", "top"}
+    assert set(moves) == {"block6", "block7", "top", "head"}
     assert moves["block6"] == 0.0
     # Adam's first step moves a weight by at most its rate, plus the decay rate * wd * |w| (|w| < 3 here)
     assert 0 < moves["block7"] <= 0.1 * LR * (1 + 0.1 * 3)
-    assert moves["top"] > 0.5 * LR
+    assert moves["top"] > 0.5 * LR and moves["head"] > 0.5 * LR
 
 
 # -- training the upper blocks on cached maps ---------------------------------------------------------------
@@ -368,4 +368,4 @@ def test_upper_blocks_on_cached_maps_give_the_whole_models_logits(framework):
         part = keras.ops.convert_to_numpy(upper(tk.maps_transform(maps.images), training=False))
         assert {w.path for w in upper.weights} < {w.path for w in model.weights}
     np.testing.assert_allclose(part, whole, rtol=1e-5, atol=1e-5)
-    assert [name for name, count, _ in fw.summary(upper).as_tuples() if count] == ["block7", "top"]
+    assert [name for name, count, _ in fw.summary(upper).as_tuples() if count] == ["block7", "top", "head"]

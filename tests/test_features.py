@@ -148,8 +148,9 @@ def test_a_bad_layer_name_lists_the_valid_ones(framework, models, few_images):
     with pytest.raises(ValueError) as error:
         extractors[framework](models[framework], few_images, "block9", size=SIZE, progress=False)
     assert "block9" in str(error.value)
-    for name in spec.BLOCK_NAMES:
+    for name in spec.MODULE_NAMES:  # every block but the head, whose output is logits
         assert name in str(error.value)
+    assert "head" not in str(error.value)
     with pytest.raises(TypeError, match="block name"):
         extractors[framework](models[framework], few_images, 4, size=SIZE, progress=False)
 
@@ -280,13 +281,13 @@ def test_unknown_torch_backbone_with_its_own_block_map():
     images = np.random.default_rng(0).integers(0, 256, (5, 20, 20, 3), dtype=np.uint8)
     with pytest.raises(TypeError, match="blocks="):
         tt.extract_features(net, images, cache=False, progress=False)
-    blocks = {"conv": [net[0], net[1]], "head": [net[2], net[3], net[4]]}
-    got = tt.extract_features(net, images, ["conv", "head"], blocks=blocks, cache=False, progress=False)
+    blocks = {"conv": [net[0], net[1]], "last": [net[2], net[3], net[4]]}
+    got = tt.extract_features(net, images, ["conv", "last"], blocks=blocks, cache=False, progress=False)
     with torch.inference_mode():
         x = tt.preprocess(images, 20)
         conv = net[1](net[0](x))
     np.testing.assert_allclose(got["conv"], conv.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got["head"], got["conv"], rtol=1e-5, atol=1e-6)  # pooled conv = classifier input
+    np.testing.assert_allclose(got["last"], got["conv"], rtol=1e-5, atol=1e-6)  # pooled conv = classifier input
 
 
 def test_unknown_keras_backbone_with_its_own_block_map():
@@ -298,11 +299,11 @@ def test_unknown_keras_backbone_with_its_own_block_map():
     images = np.random.default_rng(0).integers(0, 256, (5, 20, 20, 3), dtype=np.uint8)
     with pytest.raises(TypeError, match="blocks="):
         tk.extract_features(net, images, cache=False, progress=False)
-    blocks = {"conv": [net.layers[0]], "head": net.layers[1:]}
-    got = tk.extract_features(net, images, ["conv", "head"], blocks=blocks, cache=False, progress=False)
+    blocks = {"conv": [net.layers[0]], "last": net.layers[1:]}
+    got = tk.extract_features(net, images, ["conv", "last"], blocks=blocks, cache=False, progress=False)
     conv = keras.ops.convert_to_numpy(net.layers[0](tk.preprocess(images, 20)))
     np.testing.assert_allclose(got["conv"], conv.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got["head"], got["conv"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["last"], got["conv"], rtol=1e-5, atol=1e-6)
 
 
 # -- heads and files ------------------------------------------------------------------------------

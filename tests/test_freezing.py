@@ -16,12 +16,13 @@ def tiny_split(n: int = 8, size: int = 32, seed: int = 0) -> Split:
 
 # -- the shared block arithmetic ---------------------------------------------------------------
 @pytest.mark.parametrize("choice, expected", [
-    ("top", ("top",)),
-    ("block7", ("block7", "top")),
-    ("block6", ("block6", "block7", "top")),
+    ("head", ("head",)),
+    ("top", ("top", "head")),
+    ("block7", ("block7", "top", "head")),
+    ("block6", ("block6", "block7", "top", "head")),
     (("block6", "block7"), ("block6", "block7")),
-    (("top", "stem"), ("stem", "top")),
-    (2, ("block7", "top")),
+    (("head", "stem"), ("stem", "head")),
+    (2, ("top", "head")),
     (0, ()),
     ("all", NAMES),
 ])
@@ -29,7 +30,7 @@ def test_resolve_blocks(choice, expected):
     assert resolve_blocks(choice, NAMES) == expected
 
 
-@pytest.mark.parametrize("bad", ["block8", ("block1", "head"), 10, -1])
+@pytest.mark.parametrize("bad", ["block8", ("block1", "classifier"), 11, -1])
 def test_resolve_blocks_refuses_unknown_blocks(bad):
     with pytest.raises(ValueError, match="block"):
         resolve_blocks(bad, NAMES)
@@ -60,7 +61,7 @@ def test_torch_freeze_then_unfreeze_block7(torch_model):
     assert tfreeze.summary(torch_model).trainable == 0
     tfreeze.unfreeze(torch_model, "block7")
     table = tfreeze.summary(torch_model)
-    assert table.trainable_blocks() == ["block7", "top"]
+    assert table.trainable_blocks() == ["block7", "top", "head"]
     assert not any(p.requires_grad for p in torch_model.block7.a.bn.parameters())  # BN stays frozen
     assert torch_model.block7.a.dwconv.weight.requires_grad
     tfreeze.unfreeze(torch_model, "block7", train_batchnorm=True)
@@ -115,7 +116,7 @@ def test_keras_freeze_then_unfreeze_block7(keras_model):
     kfreeze.freeze(keras_model)
     assert not keras_model.trainable_weights
     kfreeze.unfreeze(keras_model, "block7")
-    assert kfreeze.summary(keras_model).trainable_blocks() == ["block7", "top"]
+    assert kfreeze.summary(keras_model).trainable_blocks() == ["block7", "top", "head"]
     assert not keras_model.get_layer("block7a_bn").trainable
     assert keras_model.get_layer("block7a_dwconv").trainable
     assert {w.path.split("/")[0] for w in keras_model.trainable_weights} >= {"block7a_dwconv", "top_classifier"}
@@ -123,8 +124,9 @@ def test_keras_freeze_then_unfreeze_block7(keras_model):
 
 def test_keras_unfreeze_after_model_trainable_false(keras_model):
     keras_model.trainable = False  # the usual Keras recipe for "freeze the base"
-    kfreeze.unfreeze(keras_model, "top")
-    assert kfreeze.summary(keras_model).trainable_blocks() == ["top"]
+    kfreeze.unfreeze(keras_model, "head")
+    assert kfreeze.summary(keras_model).trainable_blocks() == ["head"]
+    assert {w.path.split("/")[0] for w in keras_model.trainable_weights} == {"top_classifier"}
 
 
 @pytest.mark.slow

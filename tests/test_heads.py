@@ -52,9 +52,9 @@ def test_torch_swap_head_output_and_sharing(torch_base):
     assert model.block3 is torch_base.block3 and model.top.conv is torch_base.top.conv
     assert torch_base.top.classifier.out_features == 1000  # the old model keeps its head
     tfreeze.freeze(model)
-    tfreeze.unfreeze(model, "top")
+    tfreeze.unfreeze(model, "head")
     assert model.top.hidden1.weight.requires_grad and model.top.classifier.weight.requires_grad
-    assert not model.top.bn.weight.requires_grad
+    assert not model.top.bn.weight.requires_grad and not model.top.conv.weight.requires_grad
 
 
 def test_torch_swapped_model_trains(torch_base):
@@ -73,10 +73,9 @@ def test_keras_swap_head_output_and_sharing(keras_base):
     assert model.get_layer("block3a_dwconv") is keras_base.get_layer("block3a_dwconv")
     assert keras_base.get_layer("top_classifier").units == 1000
     kfreeze.freeze(model)
-    kfreeze.unfreeze(model, "top")
+    kfreeze.unfreeze(model, "head")
     trained = {w.path.split("/")[0] for w in model.trainable_weights}
-    assert {"top_hidden1", "top_classifier", "top_conv"} <= trained
-    assert "top_bn" not in trained
+    assert trained == {"top_hidden1", "top_classifier"}  # top_conv, the last pretrained layer, stays
 
 
 def test_bad_head_arguments(torch_base, keras_base):
@@ -152,9 +151,9 @@ def test_new_head_has_the_same_parameters_in_both_frameworks(torch_zoo, keras_zo
     torch_count = sum(p.numel() for p in new_torch_parameters(torch_model, torch_zoo[name]))
     keras_count = sum(int(np.prod(w.shape)) for w in new_keras_weights(keras_model, keras_zoo[name]))
     assert torch_count == keras_count == head_size(FEATURE_WIDTHS[name], (64,), 5)
-    # the "top" block holds the same parameters too (ResNet50's other blocks differ by Keras's conv biases)
-    torch_top = tfreeze.summary(torch_model).as_tuples()[-1]
-    assert torch_top == kfreeze.summary(keras_model).as_tuples()[-1] and torch_top[0] == "top"
+    # the "head" block holds exactly the new layers in both (ResNet50's other blocks differ by Keras's conv biases)
+    torch_head = tfreeze.summary(torch_model).as_tuples()[-1]
+    assert torch_head == kfreeze.summary(keras_model).as_tuples()[-1] == ("head", torch_count, 0)
 
 
 @pytest.mark.parametrize("name", zoo.NAMES)
@@ -176,7 +175,7 @@ def test_torch_blocks_cover_the_swapped_model_exactly_once(torch_zoo, name):
     in_blocks = [id(p) for block in block_map.values() for p in block.parameters()]
     assert len(in_blocks) == len(set(in_blocks)) and set(in_blocks) == {id(p) for p in model.parameters()}
     head = {id(p) for p in new_torch_parameters(model, torch_zoo[name])}
-    assert head <= {id(p) for p in block_map["top"].parameters()}
+    assert head == {id(p) for p in block_map["head"].parameters()}
 
 
 @pytest.mark.parametrize("name", zoo.NAMES)
@@ -190,23 +189,24 @@ def test_keras_blocks_cover_the_swapped_model_exactly_once(keras_zoo, name):
     weights = [id(w) for layers in block_map.values() for layer in layers for w in layer.weights]
     assert len(weights) == len(set(weights)) and set(weights) == {id(w) for w in model.weights}
     head = {id(w) for w in new_keras_weights(model, keras_zoo[name])}
-    assert head <= {id(w) for layer in block_map["top"] for w in layer.weights}
+    assert head == {id(w) for layer in block_map["head"] for w in layer.weights}
 
 
 @pytest.mark.parametrize("name", zoo.NAMES)
-def test_unfreeze_top_trains_the_new_head_in_both(torch_zoo, keras_zoo, name):
+def test_unfreeze_head_trains_the_new_head_and_nothing_pretrained_in_both(torch_zoo, keras_zoo, name):
     torch_model = torch_swap_head(torch_zoo[name], 3)
     keras_model = keras_swap_head(keras_zoo[name], 3)
     try:
         tables = []
         for lib, model in ((tfreeze, torch_model), (kfreeze, keras_model)):
             lib.freeze(model)
-            lib.unfreeze(model, "top")
+            lib.unfreeze(model, "head")
             tables.append({row.block: row.trainable > 0 for row in lib.summary(model).rows})
-        assert tables[0] == tables[1] == {block: block == "top" for block in zoo.card(name).blocks}
-        assert all(p.requires_grad for p in new_torch_parameters(torch_model, torch_zoo[name]))
+        assert tables[0] == tables[1] == {block: block == "head" for block in zoo.card(name).blocks}
+        new = {id(p) for p in new_torch_parameters(torch_model, torch_zoo[name])}
+        assert {id(p) for p in torch_model.parameters() if p.requires_grad} == new
         trainable = {id(w) for w in keras_model.trainable_weights}
-        assert all(id(w) in trainable for w in new_keras_weights(keras_model, keras_zoo[name]))
+        assert trainable == {id(w) for w in new_keras_weights(keras_model, keras_zoo[name])}
     finally:  # the backbones are shared with the other tests of this module
         tfreeze.unfreeze(torch_model, "all", train_batchnorm=True)
         kfreeze.unfreeze(keras_model, "all", train_batchnorm=True)
@@ -226,3 +226,12 @@ def test_swapping_leaves_the_base_alone_and_a_second_swap_replaces_the_first(tor
     assert sum(int(np.prod(w.shape)) for w in new_keras_weights(keras_twice, keras_base)) == expected
     shared = next(iter(tfreeze.blocks(torch_base)["block1"].parameters()))
     assert shared is next(iter(tfreeze.blocks(torch_twice)["block1"].parameters()))
+
+
+@pytest.mark.parametrize("name", zoo.NAMES)
+def test_an_imagenet_models_head_block_is_its_classifier_alone(torch_zoo, keras_zoo, name):
+    imagenet_classifier = head_size(FEATURE_WIDTHS[name], (), 1000)
+    torch_head = tfreeze.summary(torch_zoo[name]).as_tuples()[-1]
+    keras_head = kfreeze.summary(keras_zoo[name]).as_tuples()[-1]
+    assert torch_head[0] == keras_head[0] == "head"
+    assert torch_head[1] + torch_head[2] == keras_head[1] + keras_head[2] == imagenet_classifier

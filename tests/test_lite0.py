@@ -162,17 +162,19 @@ def test_block_map_is_the_same_in_both_frameworks(torch_model, keras_model):
     from tlcourse.keras import lite0_blocks as keras_blocks
     from tlcourse.keras.lite0 import keras_layer_name
     from tlcourse.torch import LITE0_BLOCKS
+    from tlcourse.torch.lite0 import LITE0_MODULES
     from tlcourse.torch import lite0_blocks as torch_blocks
 
-    assert [name for name, _ in torch_model.named_children()] == list(LITE0_BLOCKS)
+    assert [name for name, _ in torch_model.named_children()] == list(LITE0_BLOCKS[:-1])  # head lies in top
     assert list(torch_blocks(torch_model)) == list(keras_blocks(keras_model)) == list(spec.BLOCK_NAMES)
-    assert spec.BLOCK_NAMES == ("stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top")
+    assert spec.BLOCK_NAMES == ("stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "top",
+                                "head")
 
-    # Every torch parameter lives in exactly one block.
+    # Every torch parameter lives in exactly one block ("head" names part of the top module).
     owners = {}
     for block, module in torch_blocks(torch_model).items():
         for name, _ in module.named_parameters():
-            owners.setdefault(f"{block}.{name}", []).append(block)
+            owners.setdefault(f"{LITE0_MODULES[-1] if block == 'head' else block}.{name}", []).append(block)
     assert sorted(owners) == sorted(name for name, _ in torch_model.named_parameters())
     assert all(len(blocks) == 1 for blocks in owners.values())
 
@@ -191,7 +193,7 @@ def test_block_map_is_the_same_in_both_frameworks(torch_model, keras_model):
         assert (torch_trainable, torch_statistics) == (keras_trainable, keras_statistics), block
         # Layer for layer: torch "block2.a.dwconv" is Keras "block2a_dwconv".
         torch_layers = {
-            keras_layer_name(f"{block}.{name}")
+            keras_layer_name(f"{LITE0_MODULES[-1] if block == 'head' else block}.{name}")
             for name, child in module.named_modules()
             if name and not list(child.children()) and list(child.parameters())
         }

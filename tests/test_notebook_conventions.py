@@ -75,9 +75,46 @@ def test_stored_with_outputs_and_nothing_skipped(path):
     assert counts == list(range(1, len(counts) + 1)), "stored outputs must come from one top-to-bottom run"
 
 
+# Teaching code is welcome: a chapter writes the plain PyTorch or Keras of its technique (a training
+# loop, a head, a gradient reversal) before it calls tlcourse for the same. What is not welcome is
+# plumbing: a function long enough to need its own test, or the same function in two chapters.
+TEACHING_FUNCTION_LINES = 15
+
+
+def defined_functions(notebook):
+    for cell in code_cells(notebook):
+        for match in re.finditer(r"^(?:def|class) (\w+).*?(?=^\S|\Z)", cell.source, re.M | re.S):
+            yield match.group(1), match.group(0)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_helper_code_pasted_into_the_notebook(path):
-    for cell in code_cells(chapter(path)):
-        for match in re.finditer(r"^(def|class) \w+.*?(?=^\S|\Z)", cell.source, re.M | re.S):
-            body = [line for line in match.group(0).splitlines()[1:] if line.strip()]
-            assert len(body) <= 4, f"move this into tlcourse (with a test): {match.group(0)[:80]!r}"
+    for name, text in defined_functions(chapter(path)):
+        body = [line for line in text.splitlines()[1:] if line.strip() and not line.strip().startswith("#")]
+        assert len(body) <= TEACHING_FUNCTION_LINES, f"{name}: move this into tlcourse (with a test): {text[:80]!r}"
+
+
+def test_no_function_is_written_in_two_chapters():
+    seen = {}
+    for path in NOTEBOOKS:
+        for name, text in defined_functions(chapter(path)):
+            lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+            if len(lines) < 3:  # a one-line adapter such as transform(images) may repeat
+                continue
+            for key in (name, "\n".join(lines)):
+                assert key not in seen or seen[key] == path.name, (
+                    f"{name} in {path.name} is also in {seen[key]}: what two chapters need lives in tlcourse")
+                seen[key] = path.name
+
+
+SEEDED_CALL = re.compile(r"(seed_everything|manual_seed|default_rng|set_random_seed)\(\s*\d|\bseed\s*=\s*\d")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_seed_comes_from_the_course_seed(path):
+    """make check-claims reruns a chapter with TLCOURSE_SEED changed: a literal seed would not change."""
+    cells = code_cells(chapter(path))
+    assert 'SEED = info["seed"]' in cells[0].source
+    for cell in cells:
+        code = "\n".join(line.split("#", 1)[0] for line in cell.source.splitlines())
+        assert not SEEDED_CALL.search(code), f"seed this from SEED, not a number: {cell.source[:80]!r}"

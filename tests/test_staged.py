@@ -7,7 +7,7 @@ from tlcourse.data.card import Split
 from tlcourse.stages import Stage, block_lr_factors, trainable_schedule
 
 NAMES = spec.BLOCK_NAMES
-SCHEDULE = [Stage("top", 1, 1e-2), Stage("block7", 1, 1e-3), Stage(("block5", "block6"), 1, 1e-4, name="middle"),
+SCHEDULE = [Stage("head", 1, 1e-2), Stage("block7", 1, 1e-3), Stage(("block5", "block6"), 1, 1e-4, name="middle"),
             Stage(4, 1, 1e-4), Stage("all", 1, 1e-5)]
 
 
@@ -17,8 +17,9 @@ def tiny_split(n: int = 8, size: int = 32, seed: int = 0) -> Split:
 
 
 def test_stage_labels_and_schedule():
-    assert [label for label, _ in trainable_schedule(SCHEDULE, NAMES)] == ["top", "block7", "middle", "last4", "all"]
-    assert trainable_schedule(SCHEDULE, NAMES)[1] == ("block7", ("block7", "top"))
+    assert [label for label, _ in trainable_schedule(SCHEDULE, NAMES)] == ["head", "block7", "middle", "last4", "all"]
+    assert trainable_schedule(SCHEDULE, NAMES)[0] == ("head", ("head",))
+    assert trainable_schedule(SCHEDULE, NAMES)[1] == ("block7", ("block7", "top", "head"))
     with pytest.raises(ValueError, match="lr"):
         Stage("top", 1, 0.0)
 
@@ -53,7 +54,8 @@ def test_torch_param_groups_halve_down_the_blocks():
     model = tt.build_lite0(weights=None)
     tstaged.apply_stage(model, Stage("block6", 1, 1e-3))
     groups = tlayerwise.block_param_groups(model, 1e-3, lr_decay=0.5)
-    assert [(g["block"], g["lr"]) for g in groups] == [("top", 1e-3), ("block7", 5e-4), ("block6", 2.5e-4)]
+    assert [(g["block"], g["lr"]) for g in groups] == [("head", 1e-3), ("top", 5e-4), ("block7", 2.5e-4),
+                                                       ("block6", 1.25e-4)]
     grouped = sum(p.numel() for g in groups for p in g["params"])
     assert grouped == tfreeze.summary(model).trainable
 
@@ -64,14 +66,14 @@ def test_torch_fit_staged(lr_decay):
     model = tt.build_lite0(num_classes=4, weights=None)
     block6 = {k: v.clone() for k, v in model.block6.state_dict().items()}
     block7 = model.block7.a.dwconv.weight.detach().clone()
-    stages = [Stage("top", 1, 1e-2), Stage("block7", 1, 1e-3)]
+    stages = [Stage("head", 1, 1e-2), Stage("block7", 1, 1e-3)]
     history = tstaged.fit_staged(model, tiny_split(), tiny_split(seed=1), stages, lr_decay=lr_decay,
                                  batch_size=8, progress=False, seed=0)
-    assert history["epoch"] == [1, 2] and history["stage"] == ["top", "block7"]
+    assert history["epoch"] == [1, 2] and history["stage"] == ["head", "block7"]
     assert history["lr"] == [1e-2, 1e-3] and None not in history["val_loss"]
     assert all(torch.equal(v, model.block6.state_dict()[k].cpu()) for k, v in block6.items())
     assert not torch.equal(block7, model.block7.a.dwconv.weight.detach().cpu())
-    assert tfreeze.summary(model).trainable_blocks() == ["block7", "top"]
+    assert tfreeze.summary(model).trainable_blocks() == ["block7", "top", "head"]
 
 
 @pytest.mark.slow
@@ -121,11 +123,11 @@ def one_sgd_step_deltas(framework: str, lr_decay):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "keras"])
-def test_lr_decay_halves_the_step_of_the_block_below(framework):
+def test_lr_decay_halves_the_step_at_each_block_down(framework):
     plain, decayed = one_sgd_step_deltas(framework, None), one_sgd_step_deltas(framework, 0.5)
     (lower, top) = plain
     assert np.abs(plain[lower]).max() > 0 and np.abs(plain[top]).max() > 0
     scale = np.abs(plain[lower]).max()
-    assert np.abs(decayed[lower] - 0.5 * plain[lower]).max() <= 1e-3 * scale
+    assert np.abs(decayed[lower] - 0.25 * plain[lower]).max() <= 1e-3 * scale  # block7 is two blocks below the head
     assert np.abs(decayed[top] - plain[top]).max() <= 1e-3 * np.abs(plain[top]).max()
 

@@ -35,7 +35,7 @@ def lite0(request):
 def test_frozen_blocks_summary_counts_and_leaves_the_model_as_it_was(lite0):
     framework, model = lite0
     framework.freeze(model)
-    framework.unfreeze(model, "top")
+    framework.unfreeze(model, "head")
     before = framework.summary(model).as_tuples()
     names = list(framework.blocks(model))
 
@@ -44,7 +44,7 @@ def test_frozen_blocks_summary_counts_and_leaves_the_model_as_it_was(lite0):
     head_only = widgets.frozen_blocks_summary(model, len(names) - 1)
     assert all_frozen.trainable == 0
     assert 0 < head_only.trainable < nothing_frozen.trainable < nothing_frozen.total
-    assert head_only.trainable_blocks() == ["top"]
+    assert head_only.trainable_blocks() == ["head"]
     assert framework.summary(model).as_tuples() == before  # only looked
     with pytest.raises(ValueError, match="between 0 and"):
         widgets.frozen_blocks_summary(model, len(names) + 1)
@@ -64,7 +64,7 @@ def test_freeze_slider_starts_at_the_models_own_state(lite0):
     framework, model = lite0
     assert widgets.freeze_slider(model).children[0].value == 0  # nothing frozen yet
     framework.freeze(model)
-    framework.unfreeze(model, "top")
+    framework.unfreeze(model, "head")
     box = widgets.freeze_slider(model)
     slider = box.children[0]
     assert slider.max == len(framework.blocks(model)) and slider.value == slider.max - 1

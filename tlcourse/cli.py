@@ -1,5 +1,5 @@
 """The ``tlcourse`` command (also ``python -m tlcourse``): ``doctor``, ``datasets``, ``inspect``,
-``fetch`` and ``course``.
+``fetch``, ``course`` and ``claims``.
 
 ``tlcourse inspect PATH`` shows what ``tlcourse.data.from_folder`` would load from a folder of
 your own photos, and every problem in it; it exits with status 1 when there is one.
@@ -115,6 +115,21 @@ def _parser() -> argparse.ArgumentParser:
                         help="profile to run in with --execute (default: TLCOURSE_PROFILE, else quick)")
     course.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell with --execute")
     course.set_defaults(handler=_course)
+
+    claims = commands.add_parser(
+        "claims",
+        help="run every chapter with another seed or thread count and list the self-checks that fail",
+        description="A chapter's self-checks must hold on any run, not only the one stored in it. This runs "
+        "each notebook in a fresh kernel with TLCOURSE_SEED (and, with --threads, the thread count of every "
+        "numeric library) changed, goes on past failing cells, and lists each failed assert with its line. "
+        "Exit status 1 when any failed.",
+    )
+    claims.add_argument("--seed", type=int, default=1, help="TLCOURSE_SEED for the runs (default 1; the stored outputs use 0)")
+    claims.add_argument("--threads", type=int, default=None, help="threads per numeric library (default: as configured)")
+    claims.add_argument("--notebooks", default="notebooks", help="folder of NN_name.ipynb chapters (default notebooks)")
+    claims.add_argument("--only", nargs="+", metavar="NN", help="run only these chapters (by number, e.g. 02 04)")
+    claims.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
+    claims.set_defaults(handler=_claims)
     return parser
 
 
@@ -507,6 +522,35 @@ def _course(args) -> int:
     print(f"site: {index}")
     if failed:
         raise CommandError(f"{len(failed)} notebook(s) failed: {', '.join(failed)}; their pages show the error")
+    return 0
+
+
+def _claims(args) -> int:
+    from tlcourse import course
+
+    chapters = [chapter for chapter in course.chapters(args.notebooks) if not args.only or chapter.number in args.only]
+    if not chapters:
+        raise CommandError(f"no chapter numbered {' or '.join(args.only)} in {args.notebooks}")
+    threads = f", {args.threads} thread(s)" if args.threads else ""
+    print(f"running {len(chapters)} notebooks with TLCOURSE_SEED={args.seed}{threads}", flush=True)
+    failing = 0
+    for chapter in chapters:
+        try:
+            notebook, seconds = course.execute(chapter.path, timeout=args.timeout, profile=profile(), seed=args.seed,
+                                               threads=args.threads, allow_errors=True)
+        except Exception as error:  # noqa: BLE001 -- a timeout or a dead kernel: report it and go on
+            failing += 1
+            print(f"  {chapter.number}  did not finish: {_last_line(error)}", flush=True)
+            continue
+        errors = course.cell_errors(notebook)
+        failing += bool(errors)
+        print(f"  {chapter.number}  {seconds:4.0f} s  {'ok' if not errors else f'{len(errors)} failing cell(s)'}", flush=True)
+        for error in errors:
+            kind = "claim" if error.is_claim else "error"
+            print(f"      cell {error.cell} ({kind}): {error.line or '?'}\n          {error.error[:300]}", flush=True)
+    if failing:
+        raise CommandError(f"{failing} notebook(s) have cells that fail with TLCOURSE_SEED={args.seed}{threads}")
+    print("every self-check held")
     return 0
 
 

@@ -39,6 +39,21 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def course_seed() -> int:
+    """The seed the chapters use: ``TLCOURSE_SEED``, 0 when unset.
+
+    Rerunning the course with another value (``make check-claims`` does) shows which of a chapter's
+    claims depend on one lucky draw.
+    """
+    text = os.environ.get("TLCOURSE_SEED", "").strip()
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"TLCOURSE_SEED={text!r} is not a whole number; set it to one (e.g. 1) or unset it") from None
+
+
 def seed_everything(seed: int = 0) -> int:
     """Seed Python, NumPy and whichever frameworks are loaded (or get loaded later).
 

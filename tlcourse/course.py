@@ -61,34 +61,81 @@ def _title(notebook, path: Path) -> str:
     return path.stem
 
 
-def execute(path: str | os.PathLike, *, timeout: int = 600, profile: str = "quick"):
+# What ``threads=`` sets for the kernel: PyTorch's and NumPy's OpenMP/BLAS pools and TensorFlow's two.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def execute(path: str | os.PathLike, *, timeout: int = 600, profile: str = "quick", seed: int | None = None,
+            threads: int | None = None, allow_errors: bool = False):
     """Run a notebook top to bottom in a fresh kernel (its folder as working directory).
 
     Returns ``(notebook, seconds)``: the executed notebook (not written anywhere) and the wall time.
-    The kernel gets ``TLCOURSE_PROFILE=profile``. A failing cell raises nbclient's
+    The kernel gets ``TLCOURSE_PROFILE=profile``, ``TLCOURSE_SEED=seed`` when a seed is given, and
+    ``threads`` threads for every numeric library when given. A failing cell raises nbclient's
     ``CellExecutionError`` (which shows the cell's traceback) with the notebook executed up to and
-    including that cell attached as ``error.notebook``, so the failure can still be rendered.
+    including that cell attached as ``error.notebook``, so the failure can still be rendered; with
+    ``allow_errors=True`` the run goes on past failing cells and their errors stay in the outputs.
     """
     import nbformat
     from nbclient import NotebookClient
 
     path = Path(path)
     notebook = nbformat.read(path, as_version=4)
-    previous = os.environ.get("TLCOURSE_PROFILE")
-    os.environ["TLCOURSE_PROFILE"] = profile  # the kernel inherits this process's environment
+    environment = {"TLCOURSE_PROFILE": profile}
+    if seed is not None:
+        environment["TLCOURSE_SEED"] = str(seed)
+    if threads is not None:
+        environment.update({name: str(threads) for name in THREAD_VARIABLES})
+    previous = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)  # the kernel inherits this process's environment
     started = time.perf_counter()
     try:
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     except Exception as error:
         error.notebook = notebook
         raise
     finally:
-        if previous is None:
-            os.environ.pop("TLCOURSE_PROFILE", None)
-        else:
-            os.environ["TLCOURSE_PROFILE"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return notebook, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class CellError:
+    """A cell that raised: its index among the notebook's cells, the error, and the line that raised."""
+
+    cell: int
+    error: str  # "AssertionError: ..." or "NameError: ..."
+    line: str   # the cell's source line the traceback points at ("" when it points elsewhere)
+
+    @property
+    def is_claim(self) -> bool:
+        return self.error.startswith("AssertionError")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_POINTER = re.compile(r"^-+>\s*\d+\s(.*)$")  # IPython marks the line that raised: "----> 2 assert ..."
+
+
+def cell_errors(notebook) -> list[CellError]:
+    """Every error stored in an executed notebook's outputs (run with ``allow_errors=True``)."""
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("output_type") != "error":
+                continue
+            frames = [_ANSI.sub("", frame) for frame in output.get("traceback", [])]
+            pointed = [match.group(1) for frame in frames[:2] for text in frame.splitlines()
+                       if (match := _POINTER.match(text))]
+            line = pointed[-1].strip() if pointed else ""
+            message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".rstrip(": ")
+            found.append(CellError(index, message, line))
+    return found
 
 
 _STYLE = """

@@ -73,8 +73,11 @@ STAGES = (
     Stage("block7", expand_ratio=6, kernel=3, stride=1, repeats=1, channels=320),
 )
 
-# Input to output. "top" is the 1x1 head convolution, pooling, dropout and the classifier.
-BLOCK_NAMES = ("stem",) + tuple(stage.name for stage in STAGES) + ("top",)
+# The network's modules, input to output; "top" is the final 1x1 convolution and the pooling.
+MODULE_NAMES = ("stem",) + tuple(stage.name for stage in STAGES) + ("top",)
+# Its blocks: the modules, and the classifier (with the dropout before it) as a block of its own,
+# "head", inside the "top" module: unfreezing "head" alone trains no pretrained weight.
+BLOCK_NAMES = MODULE_NAMES + ("head",)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 
-from tlcourse.config import home, profile
+from tlcourse.config import course_seed, home, profile, seed_everything
 from tlcourse.memory import configure_malloc
 
 
@@ -41,14 +41,17 @@ def setup(verbose: bool = True) -> dict:
     """Report the active profile, the device and the versions; returns them as a dict.
 
     Called first in a notebook, it also limits glibc's malloc arenas (see :mod:`tlcourse.memory`)
-    before PyTorch or TensorFlow start their threads.
+    before PyTorch or TensorFlow start their threads, and seeds everything with
+    :func:`~tlcourse.config.course_seed` (``info["seed"]``, which the chapters pass on to every run).
     """
     configure_malloc()
-    info = {"profile": profile(), "device": device(), "cache": str(home()), **framework_versions()}
+    info = {"profile": profile(), "seed": seed_everything(course_seed()), "device": device(),
+            "cache": str(home()), **framework_versions()}
     if verbose:
         print(f"profile : {info['profile']}   (set TLCOURSE_PROFILE=full for ImageNet weights and real datasets)")
+        print(f"seed    : {info['seed']}   (set TLCOURSE_SEED to rerun the chapters with another one)")
         print(f"device  : {info['device']}")
         print(f"cache   : {info['cache']}")
-        versions = ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("profile", "device", "cache") and v)
+        versions = ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("profile", "seed", "device", "cache") and v)
         print(f"versions: {versions}")
     return info

@@ -6,13 +6,18 @@
 frameworks. :class:`ParameterTable` is the per-block trainable / frozen count that both
 ``summary()`` functions return. Importing this module imports neither torch nor TensorFlow.
 
->>> names = ("stem", "block1", "block2", "top")
+Every catalogue backbone's blocks end in ``top`` (its last pretrained layers) and ``head`` (the
+classifier alone): ``"head"`` is feature extraction, nothing pretrained trains.
+
+>>> names = ("stem", "block1", "block2", "top", "head")
+>>> resolve_blocks("head", names)
+('head',)
 >>> resolve_blocks("block2", names)
-('block2', 'top')
->>> resolve_blocks(("block1", "top"), names)
-('block1', 'top')
+('block2', 'top', 'head')
+>>> resolve_blocks(("block1", "head"), names)
+('block1', 'head')
 >>> resolve_blocks(3, names)
-('block1', 'block2', 'top')
+('block2', 'top', 'head')
 """
 from __future__ import annotations
 
@@ -22,14 +27,17 @@ from typing import Mapping, Sequence, Union
 
 BlockSpec = Union[str, int, Sequence[str]]
 
+# The block that holds a model's classifier (the new one after swap_head) and nothing pretrained.
+HEAD_BLOCK = "head"
+
 
 def resolve_blocks(blocks: BlockSpec, block_names: Sequence[str]) -> tuple[str, ...]:
     """The block names that ``blocks`` selects, in input-to-output order.
 
-    - a single name, e.g. ``"block6"``: that block and every block above it, up to the top
-      ("unfreeze down to block6"); ``"top"`` is the top block alone;
+    - a single name, e.g. ``"block6"``: that block and every block above it, up to the head
+      ("unfreeze down to block6"); ``"head"`` is the classifier alone;
     - ``"all"``: every block;
-    - an int ``n``: the last ``n`` blocks (``1`` is the top alone, ``0`` none);
+    - an int ``n``: the last ``n`` blocks (``1`` is the head alone, ``0`` none);
     - a list or tuple of names: exactly those blocks.
     """
     names = tuple(block_names)

@@ -83,8 +83,9 @@ BACKBONES = (
         "MobileNetV3-Small",
         profile="full",
         input_size=224,
-        # Stages by output width: 16, 24, 40, 48, 96 channels; "top" is the last 1x1 conv and the head.
-        blocks=("stem", *_stages(5), "top"),
+        # Stages by output width: 16, 24, 40, 48, 96 channels; "top" is the last 1x1 conv and the
+        # 1024-wide layer after pooling; "head" the dropout and the classifier.
+        blocks=("stem", *_stages(5), "top", "head"),
         torch_preprocessing=IMAGENET_MEAN_STD,
         keras_preprocessing=RAW_PIXELS,
         torch_weights="MobileNet_V3_Small_Weights.IMAGENET1K_V1",
@@ -100,7 +101,7 @@ BACKBONES = (
         "EfficientNet-B0",
         profile="full",
         input_size=224,
-        blocks=("stem", *_stages(7), "top"),
+        blocks=("stem", *_stages(7), "top", "head"),
         torch_preprocessing=IMAGENET_MEAN_STD,
         keras_preprocessing=RAW_PIXELS,
         torch_weights="EfficientNet_B0_Weights.IMAGENET1K_V1",
@@ -114,7 +115,7 @@ BACKBONES = (
         profile="full",
         input_size=224,
         # block1..block4 are torchvision's layer1..layer4, Keras's conv2..conv5 stages.
-        blocks=("stem", *_stages(4), "top"),
+        blocks=("stem", *_stages(4), "top", "head"),
         torch_preprocessing=IMAGENET_MEAN_STD,
         keras_preprocessing=CAFFE,
         torch_weights="ResNet50_Weights.IMAGENET1K_V2",
@@ -130,8 +131,9 @@ BACKBONES = (
         "VGG16",
         profile="full",
         input_size=224,
-        # Five conv blocks, each ending in max pooling; no separate stem. "top" is the classifier.
-        blocks=(*_stages(5), "top"),
+        # Five conv blocks, each ending in max pooling; no separate stem. "top" is the two pretrained
+        # 4096-wide layers (fc1, fc2: 119.5 M weights), "head" the classifier.
+        blocks=(*_stages(5), "top", "head"),
         torch_preprocessing=IMAGENET_MEAN_STD,
         keras_preprocessing=CAFFE,
         torch_weights="VGG16_Weights.IMAGENET1K_V1",

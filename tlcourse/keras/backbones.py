@@ -11,13 +11,15 @@ after the catalogue (``model.name == "resnet50"``). Their blocks carry the names
 
 ========================  ============================================================
 resnet50                  stem = conv1_*, pool1_*; block1..block4 = the conv2_ .. conv5_
-                          stages; top = avg_pool, predictions
-vgg16                     block1..block5 = block1_* .. block5_*; top = flatten, fc1, fc2,
-                          predictions
+                          stages; top = avg_pool; head = predictions
+vgg16                     block1..block5 = block1_* .. block5_*; top = flatten, fc1, fc2;
+                          head = predictions
 efficientnet_b0           stem = rescaling, normalization, stem_*; block1..block7 =
-                          block1a_* .. block7a_*; top = top_*, avg_pool, predictions
+                          block1a_* .. block7a_*; top = top_conv, top_bn, top_activation,
+                          avg_pool; head = top_dropout, predictions
 mobilenet_v3_small        stem = rescaling, conv, conv_bn; block1..block5 = expanded_conv,
-                          _1.._2, _3.._5, _6.._7, _8.._10; top = conv_1, conv_2, logits ...
+                          _1.._2, _3.._5, _6.._7, _8.._10; top = conv_1, conv_2 ...;
+                          head = logits, predictions
 ========================  ============================================================
 
 Layers Keras names by counter (``activation_7``, ``re_lu_3``) hold no weights; each belongs to the
@@ -37,7 +39,7 @@ from pathlib import Path
 import keras
 
 from tlcourse import zoo
-from tlcourse.keras.lite0 import build_lite0
+from tlcourse.keras.lite0 import HEAD_LAYER, build_lite0
 from tlcourse.keras.preprocess import preprocess as imagenet_preprocess
 
 __all__ = ["backbone", "backbone_blocks", "backbone_preprocess"]
@@ -56,8 +58,10 @@ def _resnet_block(layer_name: str) -> str | None:
     if stage:
         number = int(stage.group(2))
         return "stem" if number == 1 else f"block{number - 1}"
-    if layer_name in ("avg_pool", "predictions"):
+    if layer_name == "avg_pool":
         return "top"
+    if layer_name == "predictions":
+        return "head"
     return None
 
 
@@ -65,8 +69,10 @@ def _vgg_block(layer_name: str) -> str | None:
     stage = re.match(r"(block\d)_", layer_name)
     if stage:
         return stage.group(1)
-    if layer_name in ("flatten", "fc1", "fc2", "predictions"):
+    if layer_name in ("flatten", "fc1", "fc2"):
         return "top"
+    if layer_name == "predictions":
+        return "head"
     return None
 
 
@@ -76,7 +82,9 @@ def _efficientnet_block(layer_name: str) -> str | None:
         return stage.group(1)
     if layer_name.startswith(("stem_", "rescaling", "normalization")):
         return "stem"
-    if layer_name.startswith("top_") or layer_name in ("avg_pool", "predictions"):
+    if layer_name == "predictions":
+        return "head"
+    if layer_name.startswith("top_") or layer_name == "avg_pool":
         return "top"
     return None
 
@@ -92,8 +100,10 @@ def _mobilenet_v3_small_block(layer_name: str) -> str | None:
         return _MOBILENET_STAGE_OF_UNIT[int(unit.group(1) or 0)]
     if layer_name in ("conv", "conv_bn") or layer_name.startswith("rescaling"):
         return "stem"
-    if layer_name.startswith(("conv_1", "conv_2")) or layer_name in ("logits", "predictions"):
+    if layer_name.startswith(("conv_1", "conv_2")):
         return "top"
+    if layer_name in ("logits", "predictions"):
+        return "head"
     return None
 
 
@@ -112,8 +122,6 @@ def catalogue_name(model: keras.Model) -> str | None:
     return _KERAS_DEFAULT_NAMES.get(model.name)
 
 
-# tlcourse.keras.swap_head names the layers of a new classifier head "top_..."; they are "top".
-HEAD_LAYER_PREFIX = "top_"
 
 
 def _layer_blocks(model: keras.Model, name: str) -> "OrderedDict[str, list]":
@@ -124,8 +132,8 @@ def _layer_blocks(model: keras.Model, name: str) -> "OrderedDict[str, list]":
         if isinstance(layer, keras.layers.InputLayer):
             continue
         block = block_of(layer.name)
-        if block is None and layer.name.startswith(HEAD_LAYER_PREFIX):
-            block = "top"
+        if HEAD_LAYER.fullmatch(layer.name):  # a head swapped in: top_dropout ... top_classifier
+            block = "head"
         if block is None:
             if layer.weights:
                 raise TypeError(f"layer {layer.name!r} of {model.name} belongs to no {name} block")

@@ -39,6 +39,9 @@ def _input_of(model: keras.Model, block: str):
     if not isinstance(model, keras.Model) or not _is_lite0(model):
         raise TypeError(f"upper_blocks and block_inputs work on EfficientNet-Lite0 (build_lite0), not on {model!r}")
     resolve_blocks(block, LITE0_BLOCKS)  # an unknown name raises, listing the known ones
+    if block == "head":
+        raise ValueError("the head reads pooled features, not maps: to train the head alone on features "
+                         "computed once, use extract_features (chapter 03); pick 'top' or lower here")
     if block == LITE0_BLOCKS[0]:
         raise ValueError("nothing lies below the stem to cache; pick a higher block, e.g. 'block7'")
     below = lite0_blocks(model)[LITE0_BLOCKS[LITE0_BLOCKS.index(block) - 1]]

@@ -4,11 +4,11 @@
 >>> train = extract_features(model, ds.train, size=96)     # (N, 1280), cached on disk
 >>> probe = extract_features(model, ds.train, ["block4", "block7"], size=96)   # one pass, a dict
 
-A *layer* is a block name of the backbone's block map (for EfficientNet-Lite0: ``stem``,
-``block1`` ... ``block7``, ``top``). Its features are the output of the block's last layer
-averaged over height and width, one vector per image. For the last block, which holds the
-classifier, they are the classifier's input instead: for Lite0's ``top``, the output of
-``top_pool``, the 1280-d vector the logits are computed from.
+A *layer* is a block name of the backbone's block map below its ``head`` (for EfficientNet-Lite0:
+``stem``, ``block1`` ... ``block7``, ``top``). Its features are the output of the block's last
+layer averaged over height and width, one vector per image: at Lite0's ``top``, the output of
+``top_pool``, the 1280-d vector the classifier reads. In a block map of your own without a
+``head`` block, the last block holds the classifier, and its features are the classifier's input.
 
 How it runs: a sub-model from ``model.inputs`` to those tensors (with global average pooling added
 where they are still feature maps) is built once per call and applied batch by batch with
@@ -32,6 +32,7 @@ from tlcourse import lite0 as spec
 from tlcourse.keras.lite0 import lite0_blocks
 from tlcourse.keras.preprocess import preprocess as imagenet_preprocess
 from tlcourse.memory import releases_memory
+from tlcourse.stages import HEAD_BLOCK
 
 __all__ = ["extract_features", "register_backbone"]
 
@@ -143,6 +144,7 @@ def extract_features(
             )
         blocks = known.blocks(backbone)
     blocks = OrderedDict(blocks)
+    has_head = blocks.pop(HEAD_BLOCK, None) is not None  # its output is logits, not features
     names = list(blocks)
     layers, single = shared.requested_layers(layer, names)
     images = shared.images_of(data)
@@ -155,7 +157,7 @@ def extract_features(
     size = shared.input_size(size, default_size, images)
     preprocess = known.preprocess if known else imagenet_preprocess
     head_name = names[-1]
-    classifier = _classifier_of(blocks[head_name])
+    classifier = None if has_head else _classifier_of(blocks[head_name])
     feature_models: dict[tuple, keras.Model] = {}
 
     def weights(wanted: list[str]) -> dict[str, str]:

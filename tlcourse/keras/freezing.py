@@ -71,10 +71,10 @@ def freeze(model: keras.Model) -> keras.Model:
     return model
 
 
-def unfreeze(model: keras.Model, blocks: BlockSpec = "top", train_batchnorm: bool = False) -> keras.Model:
+def unfreeze(model: keras.Model, blocks: BlockSpec = "head", train_batchnorm: bool = False) -> keras.Model:
     """Make the layers of the chosen blocks trainable; other blocks keep their state.
 
-    blocks: ``"top"``; a block name such as ``"block6"``, meaning that block and every block above
+    blocks: ``"head"`` (the classifier alone); a block name such as ``"block6"``, meaning that block and every block above
         it; ``"all"``; an int ``n`` for the last ``n`` blocks; or a list of names for exactly those.
     train_batchnorm: by default BatchNormalization stays frozen inside unfrozen blocks (not trained,
         and in inference mode, so its moving statistics do not move). ``True`` trains it as well.

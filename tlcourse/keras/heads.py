@@ -1,7 +1,8 @@
 """Replace a Keras backbone's classifier, the Functional way; mirrors ``tlcourse.torch.heads``.
 
-The new head lives in the "top" block (its layers are named ``top_...``), so
-``unfreeze(model, "top")`` trains it and ``summary(model)`` counts it there.
+The new head is the "head" block (its layers are named ``top_dropout``, ``top_hidden1`` ...
+``top_classifier``, as Lite0's own head is), so ``unfreeze(model, "head")`` trains it and nothing
+else (feature extraction), and ``summary(model)`` counts it on its own row.
 
 The head starts from the features the model's classifier (its last layer with weights) reads,
 before the dropout in front of it, so it sees the same features as in ``tlcourse.torch``:
@@ -23,7 +24,7 @@ import keras
 from keras import layers
 
 from tlcourse.keras.freezing import blocks as _blocks
-from tlcourse.keras.lite0 import _dense_init
+from tlcourse.keras.lite0 import HEAD_LAYER, _dense_init
 from tlcourse.stages import check_head_arguments as _check_head_arguments
 
 __all__ = ["swap_head", "explain_sequential_on_functional"]
@@ -43,9 +44,6 @@ def explain_sequential_on_functional(error: BaseException | None = None) -> str:
     return prefix + SEQUENTIAL_ON_FUNCTIONAL
 
 
-# Layers that a head made by swap_head adds after the features (Dropout is recognised by type).
-_HEAD_LAYER_PREFIXES = ("top_flatten", "top_hidden")
-
 
 def _head_input(model: keras.Model):
     """The tensor the new head reads: the input of the model's classifier (its last layer with
@@ -56,7 +54,7 @@ def _head_input(model: keras.Model):
     while True:
         producer = producer_of.get(id(x))
         if producer is None or not (isinstance(producer, layers.Dropout)
-                                    or producer.name.startswith(_HEAD_LAYER_PREFIXES)):
+                                    or HEAD_LAYER.fullmatch(producer.name)):
             return x
         x = producer.input
 

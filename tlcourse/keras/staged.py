@@ -19,7 +19,7 @@ from tlcourse.stages import Stage, check_staged_arguments, resolve_blocks
 
 __all__ = ["Stage", "apply_stage", "fit_staged", "DEFAULT_STAGES"]
 
-DEFAULT_STAGES = (Stage("top", epochs=2, lr=1e-3), Stage("block7", epochs=2, lr=1e-4))
+DEFAULT_STAGES = (Stage("head", epochs=2, lr=1e-3), Stage("block7", epochs=2, lr=1e-4))
 
 
 def apply_stage(model: keras.Model, stage: Stage, train_batchnorm: bool = False) -> tuple[str, ...]:

@@ -56,6 +56,33 @@ def _group(*modules: nn.Module) -> BlockGroup:
     return BlockGroup(*modules)
 
 
+def classifier_parts(classifier: nn.Module) -> "tuple[list[tuple[str, nn.Module]], list[tuple[str, nn.Module]]]":
+    """A torchvision classifier split into what stays pretrained and the head: ``(kept, head)``.
+
+    The head is the final Linear with the Dropout right before it (if any), or, once ``swap_head``
+    has put a new head there, all of that head's layers. A bare Linear (ResNet's ``fc``) is all head.
+    """
+    from tlcourse.torch.lite0 import HEAD_LAYER_NAME
+
+    if isinstance(classifier, nn.Linear):
+        return [], [("", classifier)]
+    children = list(classifier.named_children())
+    if any(HEAD_LAYER_NAME.fullmatch(name) for name, _ in children):
+        kept = [(name, module) for name, module in children if not HEAD_LAYER_NAME.fullmatch(name)]
+        return kept, [(name, module) for name, module in children if HEAD_LAYER_NAME.fullmatch(name)]
+    if not children or not isinstance(children[-1][1], nn.Linear):
+        raise TypeError(f"expected the classifier to end in a Linear layer, got {classifier}")
+    cut = len(children) - 1
+    if cut > 0 and isinstance(children[cut - 1][1], nn.Dropout):
+        cut -= 1
+    return children[:cut], children[cut:]
+
+
+def _top_and_head(*top: nn.Module, classifier: nn.Module) -> "OrderedDict[str, nn.Module]":
+    kept, head = classifier_parts(classifier)
+    return OrderedDict(top=_group(*top, *(module for _, module in kept)), head=_group(*(m for _, m in head)))
+
+
 def _resnet_blocks(model) -> "OrderedDict[str, nn.Module]":
     return OrderedDict(
         stem=_group(model.conv1, model.bn1, model.relu, model.maxpool),
@@ -63,7 +90,7 @@ def _resnet_blocks(model) -> "OrderedDict[str, nn.Module]":
         block2=model.layer2,
         block3=model.layer3,
         block4=model.layer4,
-        top=_group(model.avgpool, model.fc),
+        **_top_and_head(model.avgpool, classifier=model.fc),
     )
 
 
@@ -77,7 +104,7 @@ def _vgg_blocks(model) -> "OrderedDict[str, nn.Module]":
             current = []
     if current:
         raise TypeError("this VGG's features do not end in max pooling; tlcourse cannot name its blocks")
-    blocks["top"] = _group(model.avgpool, model.classifier)
+    blocks.update(_top_and_head(model.avgpool, classifier=model.classifier))
     return blocks
 
 
@@ -88,7 +115,7 @@ def _efficientnet_blocks(model) -> "OrderedDict[str, nn.Module]":
     blocks: OrderedDict[str, nn.Module] = OrderedDict(stem=features[0])
     for index in range(1, 8):
         blocks[f"block{index}"] = features[index]
-    blocks["top"] = _group(features[8], model.avgpool, model.classifier)
+    blocks.update(_top_and_head(features[8], model.avgpool, classifier=model.classifier))
     return blocks
 
 
@@ -108,7 +135,7 @@ def _mobilenet_v3_small_blocks(model) -> "OrderedDict[str, nn.Module]":
     for number, units in enumerate(MOBILENET_V3_SMALL_STAGES, start=1):
         members = [features[i] for i in units]
         blocks[f"block{number}"] = members[0] if len(members) == 1 else _group(*members)
-    blocks["top"] = _group(features[12], model.avgpool, model.classifier)
+    blocks.update(_top_and_head(features[12], model.avgpool, classifier=model.classifier))
     return blocks
 
 

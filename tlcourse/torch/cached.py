@@ -26,7 +26,7 @@ from torch import nn
 from tlcourse.data.card import Split
 from tlcourse.memory import releases_memory
 from tlcourse.stages import resolve_blocks
-from tlcourse.torch.lite0 import LITE0_BLOCKS, EfficientNetLite0
+from tlcourse.torch.lite0 import LITE0_BLOCKS, LITE0_MODULES, EfficientNetLite0
 from tlcourse.torch.preprocess import preprocess
 from tlcourse.training import as_split
 
@@ -38,6 +38,9 @@ def _check_split_point(model, block: str) -> None:
         raise TypeError(f"upper_blocks and block_inputs work on EfficientNet-Lite0 (build_lite0), "
                         f"not on a {type(model).__name__}")
     resolve_blocks(block, LITE0_BLOCKS)  # an unknown name raises, listing the known ones
+    if block == "head":
+        raise ValueError("the head reads pooled features, not maps: to train the head alone on features "
+                         "computed once, use extract_features (chapter 03); pick 'top' or lower here")
     if block == LITE0_BLOCKS[0]:
         raise ValueError("nothing lies below the stem to cache; pick a higher block, e.g. 'block7'")
 
@@ -49,11 +52,11 @@ def upper_blocks(model: EfficientNetLite0, block: str) -> EfficientNetLite0:
     the result trains ``model``, and parameter names are the same as in ``model``.
     """
     _check_split_point(model, block)
-    first = LITE0_BLOCKS.index(block)
+    first = LITE0_MODULES.index(block)
     upper = EfficientNetLite0.__new__(EfficientNetLite0)
     nn.Module.__init__(upper)  # an empty shell: no throw-away random network
     upper.num_classes = model.num_classes
-    for index, name in enumerate(LITE0_BLOCKS):
+    for index, name in enumerate(LITE0_MODULES):
         upper.add_module(name, getattr(model, name) if index >= first else nn.Identity())
     upper.train(model.training)
     return upper
@@ -70,7 +73,7 @@ def block_inputs(model: EfficientNetLite0, data, block: str, *, size: int, gray_
     """
     _check_split_point(model, block)
     split = as_split(data, "data")
-    lower = nn.Sequential(*(getattr(model, name) for name in LITE0_BLOCKS[:LITE0_BLOCKS.index(block)]))
+    lower = nn.Sequential(*(getattr(model, name) for name in LITE0_MODULES[:LITE0_MODULES.index(block)]))
     device = next(model.parameters()).device
     was_training = [(module, module.training) for module in lower.modules()]
     lower.eval()

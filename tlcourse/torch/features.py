@@ -4,11 +4,11 @@
 >>> train = extract_features(model, ds.train, size=96)     # (N, 1280), cached on disk
 >>> probe = extract_features(model, ds.train, ["block4", "block7"], size=96)   # one pass, a dict
 
-A *layer* is a block name of the backbone's block map (for EfficientNet-Lite0: ``stem``,
-``block1`` ... ``block7``, ``top``). Its features are the block's output averaged over height and
-width, one vector per image. For the last block, which holds the classifier, they are the
-classifier's input instead: for Lite0's ``top``, the pooled 1280-d vector the logits are computed
-from.
+A *layer* is a block name of the backbone's block map below its ``head`` (for EfficientNet-Lite0:
+``stem``, ``block1`` ... ``block7``, ``top``). Its features are the block's output averaged over
+height and width, one vector per image: at ``top``, the pooled vector the classifier reads (1280
+numbers for Lite0). In a block map of your own without a ``head`` block, the last block holds the
+classifier, and its features are the classifier's input.
 
 How it runs: the model is put in eval mode (restored afterwards), forward hooks catch the
 requested blocks' outputs, and the pass stops as soon as the deepest one has been seen, all under
@@ -33,6 +33,7 @@ from torch import nn
 from tlcourse import features as shared
 from tlcourse import lite0 as spec
 from tlcourse.memory import releases_memory
+from tlcourse.stages import HEAD_BLOCK
 from tlcourse.torch.lite0 import EfficientNetLite0, lite0_blocks
 from tlcourse.torch.preprocess import preprocess as imagenet_preprocess
 
@@ -159,6 +160,7 @@ def extract_features(
             )
         blocks = known.blocks(backbone)
     blocks = OrderedDict(blocks)
+    has_head = blocks.pop(HEAD_BLOCK, None) is not None  # its output is logits, not features
     names = list(blocks)
     layers, single = shared.requested_layers(layer, names)
     images = shared.images_of(data)
@@ -166,7 +168,7 @@ def extract_features(
     size = shared.input_size(size, known.input_size if known else None, images)
     preprocess = known.preprocess if known else imagenet_preprocess
     head_name = names[-1]
-    classifier = _classifier_of(blocks[head_name])
+    classifier = None if has_head else _classifier_of(blocks[head_name])
     device, dtype = _device_and_dtype(backbone)
 
     def weights(wanted: list[str]) -> dict[str, str]:

@@ -69,10 +69,10 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def unfreeze(model: nn.Module, blocks: BlockSpec = "top", train_batchnorm: bool = False) -> nn.Module:
+def unfreeze(model: nn.Module, blocks: BlockSpec = "head", train_batchnorm: bool = False) -> nn.Module:
     """Make the parameters of the chosen blocks trainable; other blocks keep their state.
 
-    blocks: ``"top"``; a block name such as ``"block6"``, meaning that block and every block above
+    blocks: ``"head"`` (the classifier alone); a block name such as ``"block6"``, meaning that block and every block above
         it; ``"all"``; an int ``n`` for the last ``n`` blocks; or a list of names for exactly those.
     train_batchnorm: by default BatchNorm stays frozen inside unfrozen blocks (its scale and shift
         are not trained and ``fit`` keeps it in eval mode, so its running statistics do not move),

@@ -1,7 +1,7 @@
 """Replace a PyTorch backbone's classifier; ``tlcourse.keras.heads`` mirrors it.
 
-The new head lives in the "top" block, so ``unfreeze(model, "top")`` trains it, and
-``summary(model)`` counts it there.
+The new head is the "head" block, so ``unfreeze(model, "head")`` trains it and nothing else
+(feature extraction), and ``summary(model)`` counts it on its own row.
 
 What the head replaces, per catalogue backbone: the final Linear and the Dropout right before it
 (where there is one), nothing else, so that the head sees the same features as in Keras:
@@ -10,18 +10,18 @@ What the head replaces, per catalogue backbone: the final Linear and the Dropout
 - resnet50: ``fc``; 2048 features.
 - vgg16: ``classifier[5:]`` (Dropout, Linear); 4096 features. The two 4096-wide layers stay:
   Keras's VGG16 has them in the same place (fc1, fc2) and they hold most of the pretrained top.
-  They are in the "top" block, so ``unfreeze(model, "top")`` trains them with the head.
+  They are in the "top" block, so ``unfreeze(model, "top")`` trains them with the head, and
+  ``unfreeze(model, "head")`` does not.
 - efficientnet_b0: the whole ``classifier`` (Dropout, Linear); 1280 features.
 - mobilenet_v3_small: ``classifier[2:]`` (Dropout, Linear); its 576 -> 1024 Linear and Hardswish
   stay, as Keras's ``conv_2`` does; 1024 features.
 
 The new layers (named as in :func:`head_layers`) go into the same attribute (``fc`` or
-``classifier``, now an ``nn.Sequential``), which the "top" block already covers.
+``classifier``, now an ``nn.Sequential``, or Lite0's ``top``), where the "head" block finds them.
 """
 from __future__ import annotations
 
 import math
-import re
 from collections import OrderedDict
 from typing import Sequence
 
@@ -29,7 +29,8 @@ from torch import nn
 
 from tlcourse.stages import check_head_arguments as _check_head_arguments
 from tlcourse.torch.freezing import blocks as _blocks
-from tlcourse.torch.lite0 import EfficientNetLite0
+from tlcourse.torch.backbones import classifier_parts
+from tlcourse.torch.lite0 import HEAD_LAYER_NAME, EfficientNetLite0
 
 __all__ = ["swap_head"]
 
@@ -53,33 +54,6 @@ def head_layers(in_features: int, num_classes: int, hidden: Sequence[int] = (), 
     nn.init.zeros_(classifier.bias)
     layers.append(("classifier", classifier))
     return layers
-
-
-_HEAD_LAYER_NAME = re.compile(r"dropout|classifier|hidden\d+(_activation|_dropout)?")
-
-
-def _is_head_layer(name: str) -> bool:
-    """Whether ``name`` is one of the names :func:`head_layers` gives (a head swapped in before)."""
-    return _HEAD_LAYER_NAME.fullmatch(name) is not None
-
-
-def _without_classifier(classifier: nn.Module) -> "list[tuple[str, nn.Module]]":
-    """The ``(name, module)`` pairs of a torchvision classifier that a new head keeps.
-
-    A bare Linear (ResNet's ``fc``) keeps nothing. In a Sequential the final Linear goes, with the
-    Dropout right before it; if ``swap_head`` already put a head there, that head goes whole.
-    """
-    if isinstance(classifier, nn.Linear):
-        return []
-    children = list(classifier.named_children())
-    if any(_is_head_layer(name) for name, _ in children):
-        return [(name, module) for name, module in children if not _is_head_layer(name)]
-    if not children or not isinstance(children[-1][1], nn.Linear):
-        raise TypeError(f"expected the classifier to end in a Linear layer, got {classifier}")
-    kept = children[:-1]
-    if kept and isinstance(kept[-1][1], nn.Dropout):
-        kept.pop()
-    return kept
 
 
 def _classifier_attribute(model: nn.Module) -> str:
@@ -110,7 +84,7 @@ def _shell_like(model: nn.Module) -> nn.Module:
 def _swap_torchvision_head(model: nn.Module, num_classes: int, hidden, dropout: float) -> nn.Module:
     attribute = _classifier_attribute(model)
     old_classifier = getattr(model, attribute)
-    kept = _without_classifier(old_classifier)
+    kept, _ = classifier_parts(old_classifier)
     if kept:
         in_features = next(m for _, m in reversed(kept) if isinstance(m, nn.Linear)).out_features
     else:  # the head takes the pooled features, as the old classifier's first Linear did
@@ -127,7 +101,7 @@ def _swap_torchvision_head(model: nn.Module, num_classes: int, hidden, dropout: 
 def swap_head(model: nn.Module, num_classes: int, hidden: Sequence[int] = (), dropout: float = 0.2) -> nn.Module:
     """A model with ``model``'s backbone and a new classifier head for ``num_classes`` classes.
 
-    The head replaces the final Linear (and the dropout before it) of the "top" block, for each
+    The head replaces the final Linear (and the dropout before it), the "head" block, for each
     backbone as the module's docstring lists: dropout, then for each width in ``hidden`` a
     Linear + ReLU + dropout, then a Linear to ``num_classes`` logits. The returned model shares
     the backbone's modules (and so their weights and frozen flags) with ``model``, as a Keras
@@ -141,7 +115,7 @@ def swap_head(model: nn.Module, num_classes: int, hidden: Sequence[int] = (), dr
         return _swap_torchvision_head(model, num_classes, hidden, dropout).to(device)
     old_top = model.top
     backbone_part = [(name, module) for name, module in old_top.named_children()
-                     if name not in ("dropout", "classifier") and not name.startswith("hidden")]
+                     if not HEAD_LAYER_NAME.fullmatch(name)]
     new_top = nn.Sequential(OrderedDict(backbone_part + head_layers(old_top.conv.out_channels, num_classes,
                                                                     hidden, dropout)))
     swapped = EfficientNetLite0.__new__(EfficientNetLite0)

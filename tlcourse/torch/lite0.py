@@ -10,6 +10,7 @@ The forward pass returns logits (no softmax), like torchvision's models.
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from torch import nn
 from tlcourse import lite0 as spec
 
 LITE0_BLOCKS = spec.BLOCK_NAMES
+LITE0_MODULES = spec.MODULE_NAMES
 
 
 class SameConv2d(nn.Conv2d):
@@ -158,14 +160,28 @@ class EfficientNetLite0(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name in LITE0_BLOCKS:
+        for name in LITE0_MODULES:
             x = getattr(self, name)(x)
         return x
 
 
+# The layers of ``model.top`` that make up the classifier head; any other layer there is "top".
+HEAD_LAYER_NAME = re.compile(r"dropout|classifier|hidden\d+(_activation|_dropout)?")
+
+
 def lite0_blocks(model: EfficientNetLite0) -> "OrderedDict[str, nn.Module]":
-    """Block name -> module, input to output; together they hold every parameter exactly once."""
-    return OrderedDict((name, getattr(model, name)) for name in LITE0_BLOCKS)
+    """Block name -> module, input to output; together they hold every parameter exactly once.
+
+    ``top`` and ``head`` are views of the one ``model.top`` module: its convolution, BatchNorm and
+    pooling, and its dropout and classifier (or the layers ``swap_head`` put there).
+    """
+    from tlcourse.torch.backbones import BlockGroup
+
+    blocks = OrderedDict((name, getattr(model, name)) for name in LITE0_MODULES[:-1])
+    top = list(model.top.named_children())
+    blocks["top"] = BlockGroup(OrderedDict((n, m) for n, m in top if not HEAD_LAYER_NAME.fullmatch(n)))
+    blocks["head"] = BlockGroup(OrderedDict((n, m) for n, m in top if HEAD_LAYER_NAME.fullmatch(n)))
+    return blocks
 
 
 def _state_from_file(path: Path) -> "OrderedDict[str, torch.Tensor]":

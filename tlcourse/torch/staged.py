@@ -19,7 +19,7 @@ from tlcourse.torch.train import fit
 
 __all__ = ["Stage", "apply_stage", "fit_staged", "DEFAULT_STAGES"]
 
-DEFAULT_STAGES = (Stage("top", epochs=2, lr=1e-3), Stage("block7", epochs=2, lr=1e-4))
+DEFAULT_STAGES = (Stage("head", epochs=2, lr=1e-3), Stage("block7", epochs=2, lr=1e-4))
 
 
 def apply_stage(model: nn.Module, stage: Stage, train_batchnorm: bool = False) -> tuple[str, ...]:
@@ -49,7 +49,7 @@ def fit_staged(
 ) -> History:
     """Train in stages: for each :class:`Stage`, freeze all, unfreeze its blocks, and ``fit``.
 
-    stages: e.g. ``[Stage("top", 2, 1e-3), Stage("block7", 2, 1e-4), Stage("block6", 2, 1e-5)]``;
+    stages: e.g. ``[Stage("head", 2, 1e-3), Stage("block7", 2, 1e-4), Stage("block6", 2, 1e-5)]``;
         a single block name means that block and everything above it.
     train_batchnorm: also train BatchNorm in the unfrozen blocks (default: keep it frozen).
     lr_decay: discriminative learning rates: within a stage the top trainable block uses the
