@@ -73,3 +73,26 @@ def test_a_failing_chapter_is_reported_and_still_rendered(chapters, tmp_path, ca
     assert "ok" in out.split("01")[1].splitlines()[0]
     page = (tmp_path / "site" / "03_broken.html").read_text(encoding="utf-8")
     assert "before" in page and "no such file: weights.h5" in page
+
+
+def test_claims_reruns_with_another_seed_and_one_thread_and_lists_the_failing_asserts(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "01_seeded.ipynb", new_markdown_cell("# 01 · Seeded"),
+                   new_code_cell("import os\nSEED = int(os.environ.get('TLCOURSE_SEED', 0))\n"
+                                 "print(os.environ['OMP_NUM_THREADS'], os.environ['TF_NUM_INTRAOP_THREADS'])"),
+                   new_code_cell("assert SEED == 0, 'only true of the stored run'"),
+                   new_code_cell("assert SEED >= 0\nprint('holds on any seed')"))
+    write_notebook(folder / "02_fine.ipynb", new_markdown_cell("# 02 · Fine"), new_code_cell("assert True"))
+    assert cli.main(["claims", "--notebooks", str(folder), "--seed", "3", "--threads", "1"]) == 1
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "1 notebook(s) have cells that fail with TLCOURSE_SEED=3" in captured.err
+    assert "TLCOURSE_SEED=3, 1 thread" in printed
+    assert "cell 2 (claim): assert SEED == 0, 'only true of the stored run'" in printed
+    assert "AssertionError: only true of the stored run" in printed
+    assert "02" in printed and printed.count("failing cell") == 1
+    notebook, _ = course.execute(folder / "01_seeded.ipynb", seed=3, threads=1, allow_errors=True)
+    assert notebook.cells[1].outputs[0]["text"] == "1 1\n"  # every numeric library on one thread
+    assert [error.cell for error in course.cell_errors(notebook)] == [2]
+    assert "holds on any seed" in notebook.cells[3].outputs[0]["text"]  # the run went on past the failure

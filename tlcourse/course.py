@@ -130,8 +130,8 @@ def cell_errors(notebook) -> list[CellError]:
             if output.get("output_type") != "error":
                 continue
             frames = [_ANSI.sub("", frame) for frame in output.get("traceback", [])]
-            pointed = [match.group(1) for frame in frames[:2] for text in frame.splitlines()
-                       if (match := _POINTER.match(text))]
+            cell_frame = next((frame for frame in frames if frame.startswith("Cell In[")), "")
+            pointed = [match.group(1) for text in cell_frame.splitlines() if (match := _POINTER.match(text))]
             line = pointed[-1].strip() if pointed else ""
             message = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".rstrip(": ")
             found.append(CellError(index, message, line))
