@@ -39,7 +39,7 @@ from pathlib import Path
 import keras
 
 from tlcourse import zoo
-from tlcourse.keras.lite0 import HEAD_LAYER, build_lite0
+from tlcourse.keras.lite0 import HEAD_LAYER_NAME, build_lite0
 from tlcourse.keras.preprocess import preprocess as imagenet_preprocess
 
 __all__ = ["backbone", "backbone_blocks", "backbone_preprocess"]
@@ -132,7 +132,7 @@ def _layer_blocks(model: keras.Model, name: str) -> "OrderedDict[str, list]":
         if isinstance(layer, keras.layers.InputLayer):
             continue
         block = block_of(layer.name)
-        if HEAD_LAYER.fullmatch(layer.name):  # a head swapped in: top_dropout ... top_classifier
+        if HEAD_LAYER_NAME.fullmatch(layer.name):  # a head swapped in: top_dropout ... top_classifier
             block = "head"
         if block is None:
             if layer.weights:

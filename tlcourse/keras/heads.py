@@ -24,7 +24,7 @@ import keras
 from keras import layers
 
 from tlcourse.keras.freezing import blocks as _blocks
-from tlcourse.keras.lite0 import HEAD_LAYER, _dense_init
+from tlcourse.keras.lite0 import HEAD_LAYER_NAME, _dense_init
 from tlcourse.stages import check_head_arguments as _check_head_arguments
 
 __all__ = ["swap_head", "explain_sequential_on_functional"]
@@ -54,7 +54,7 @@ def _head_input(model: keras.Model):
     while True:
         producer = producer_of.get(id(x))
         if producer is None or not (isinstance(producer, layers.Dropout)
-                                    or HEAD_LAYER.fullmatch(producer.name)):
+                                    or HEAD_LAYER_NAME.fullmatch(producer.name)):
             return x
         x = producer.input
 

@@ -25,9 +25,8 @@ from tlcourse import lite0 as spec
 from tlcourse.config import cache_dir
 
 LITE0_BLOCKS = spec.BLOCK_NAMES
-LITE0_MODULES = spec.MODULE_NAMES
 # The layers of a classifier head, Lite0's own or one tlcourse.keras.swap_head made: the "head" block.
-HEAD_LAYER = re.compile(r"top_(flatten|dropout|classifier|hidden\d+(_activation|_dropout)?)")
+HEAD_LAYER_NAME = re.compile(r"top_(flatten|dropout|classifier|hidden\d+(_activation|_dropout)?)")
 CACHE_FILE = "efficientnet_lite0-imagenet-keras-v1.weights.h5"
 
 
@@ -94,8 +93,8 @@ def _build(num_classes: int) -> keras.Model:
 
 def block_of_layer(layer_name: str) -> str:
     """The block a layer belongs to: ``"block2b_add"`` -> ``"block2"``, ``"top_pool"`` -> ``"top"``,
-    ``"top_dropout"``, ``"top_classifier"`` and the others of a head (:data:`HEAD_LAYER`) -> ``"head"``."""
-    if HEAD_LAYER.fullmatch(layer_name):
+    ``"top_dropout"``, ``"top_classifier"`` and the others of a head (:data:`HEAD_LAYER_NAME`) -> ``"head"``."""
+    if HEAD_LAYER_NAME.fullmatch(layer_name):
         return "head"
     prefix = layer_name.split("_", 1)[0]
     match = re.fullmatch(r"(block\d+)[a-z]", prefix)

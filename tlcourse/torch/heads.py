@@ -28,8 +28,8 @@ from typing import Sequence
 from torch import nn
 
 from tlcourse.stages import check_head_arguments as _check_head_arguments
-from tlcourse.torch.freezing import blocks as _blocks
 from tlcourse.torch.backbones import classifier_parts
+from tlcourse.torch.freezing import blocks as _blocks
 from tlcourse.torch.lite0 import HEAD_LAYER_NAME, EfficientNetLite0
 
 __all__ = ["swap_head"]
