@@ -7,7 +7,7 @@ from torch import nn  # noqa: E402
 
 from tlcourse.data.card import Split  # noqa: E402
 from tlcourse.history import History  # noqa: E402
-from tlcourse.torch.freezing import keep_frozen_batchnorm_in_eval  # noqa: E402
+from tlcourse.torch.freezing import keep_frozen_layers_in_eval  # noqa: E402
 from tlcourse.torch.train import evaluate, fit, lr_factor, predict  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -72,7 +72,7 @@ def test_frozen_batchnorm_stays_in_eval_and_keeps_its_statistics():
     frozen_bn.requires_grad_(False)
 
     model.train()
-    keep_frozen_batchnorm_in_eval(model)
+    keep_frozen_layers_in_eval(model)
     assert not frozen_bn.training and trained_bn.training
 
     frozen_stats = (frozen_bn.running_mean.clone(), frozen_bn.running_var.clone())

@@ -163,3 +163,35 @@ def test_summary_parity(torch_model, keras_model, choice, train_batchnorm):
     torch_rows = tfreeze.summary(torch_model).as_tuples()
     assert torch_rows == kfreeze.summary(keras_model).as_tuples()
     assert sum(t + f for _, t, f in torch_rows) == spec.PARAMETER_COUNT
+
+
+# -- a frozen block computes what it was pretrained to compute, in training mode too -------------
+def test_stochastic_depth_runs_in_trainable_blocks_only_in_both_frameworks():
+    torch = pytest.importorskip("torch")
+    keras = pytest.importorskip("keras")
+    import tlcourse.torch as tt
+    import tlcourse.keras as tk
+    from tlcourse.torch.freezing import keep_frozen_layers_in_eval
+
+    images = tiny_split(4, 64).images
+    torch_model, keras_model = tt.build_lite0(weights=None), tk.build_lite0(weights=None)
+    x_torch, x_keras = tt.preprocess(images, 64), tk.preprocess(images, 64)
+
+    def torch_logits(model):  # in training mode, as fit runs it
+        model.train()
+        keep_frozen_layers_in_eval(model)
+        with torch.no_grad():
+            return model(x_torch)
+
+    features = keras.Model(keras_model.input, keras_model.get_layer("top_pool").output)
+    for framework, freeze, unfreeze, twice in [
+        ("torch", tt.freeze, tt.unfreeze, lambda: (torch_logits(torch_model), torch_logits(torch_model))),
+        ("keras", tk.freeze, tk.unfreeze, lambda: (features(x_keras, training=True), features(x_keras, training=True))),
+    ]:
+        model = torch_model if framework == "torch" else keras_model
+        freeze(model)
+        first, second = twice()
+        assert np.array_equal(np.asarray(first), np.asarray(second)), f"{framework}: a frozen block dropped a branch"
+        unfreeze(model, "block6")
+        first, second = twice()
+        assert not np.allclose(np.asarray(first), np.asarray(second)), f"{framework}: no stochastic depth while training"

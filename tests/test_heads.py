@@ -78,6 +78,35 @@ def test_keras_swap_head_output_and_sharing(keras_base):
     assert trained == {"top_hidden1", "top_classifier"}  # top_conv, the last pretrained layer, stays
 
 
+def test_a_new_head_starts_near_chance_on_real_photos_in_both_frameworks():
+    """EfficientNet's classifier start (+-1/sqrt(classes)) suits 1,000 classes; on five it gave a first
+    loss near 10, and Adam needed many epochs to undo it. A fresh head should start near log(5)."""
+    from tlcourse import data
+
+    photos = data.load("flowers").train
+    images, labels = photos.images[::6], photos.labels[::6]
+    torch_model = torch_swap_head(tt.build_lite0(weights="imagenet"), 5).eval()
+    with torch.no_grad():
+        logits = torch_model(tt.preprocess(images, 96))
+    torch_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long()).item()
+    keras_model = keras_swap_head(tk.build_lite0(weights="imagenet"), 5)
+    keras_logits = keras_model(tk.preprocess(images, 96), training=False)
+    keras_loss = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, keras_logits))
+    for loss in (torch_loss, keras_loss):
+        assert np.log(5) - 0.5 < loss < np.log(5) + 1.0, loss
+
+
+def test_a_keras_head_of_ones_own_with_any_layer_names_is_the_head_block(keras_base):
+    features = keras_base.get_layer("top_pool").output
+    x = keras.layers.Dense(8, activation="relu", name="my_hidden")(features)
+    own = keras.Model(keras_base.input, keras.layers.Dense(3, name="my_classifier")(x), name=keras_base.name)
+    assert [layer.name for layer in tk.blocks(own)["head"]] == ["my_hidden", "my_classifier"]
+    tk.freeze(own)
+    tk.unfreeze(own, "head")
+    assert tk.summary(own).trainable_blocks() == ["head"]
+    assert len(own.trainable_weights) == 4
+
+
 def test_bad_head_arguments(torch_base, keras_base):
     for swap, base in ((torch_swap_head, torch_base), (keras_swap_head, keras_base)):
         with pytest.raises(ValueError, match="num_classes"):

@@ -48,7 +48,7 @@ def setup(verbose: bool = True) -> dict:
     info = {"profile": profile(), "seed": seed_everything(course_seed()), "device": device(),
             "cache": str(home()), **framework_versions()}
     if verbose:
-        print(f"profile : {info['profile']}   (set TLCOURSE_PROFILE=full for ImageNet weights and real datasets)")
+        print(f"profile : {info['profile']}   (set TLCOURSE_PROFILE=full for the full-size backbones and datasets)")
         print(f"seed    : {info['seed']}   (set TLCOURSE_SEED to rerun the chapters with another one)")
         print(f"device  : {info['device']}")
         print(f"cache   : {info['cache']}")

@@ -24,7 +24,7 @@ import keras
 from keras import layers
 
 from tlcourse.keras.freezing import blocks as _blocks
-from tlcourse.keras.lite0 import HEAD_LAYER_NAME, _dense_init
+from tlcourse.keras.lite0 import HEAD_LAYER_NAME
 from tlcourse.stages import check_head_arguments as _check_head_arguments
 
 __all__ = ["swap_head", "explain_sequential_on_functional"]
@@ -82,5 +82,7 @@ def swap_head(model: keras.Model, num_classes: int, hidden: Sequence[int] = (), 
         x = layers.Dense(width, name=f"top_hidden{number}")(x)
         x = layers.Activation("relu", name=f"top_hidden{number}_activation")(x)
         x = layers.Dropout(dropout, name=f"top_hidden{number}_dropout")(x)
-    logits = layers.Dense(num_classes, kernel_initializer=_dense_init(), name="top_classifier")(x)
+    # uniform +-1/sqrt(inputs), as the torch twin (EfficientNet's own start suits 1,000 classes only)
+    start = keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform")
+    logits = layers.Dense(num_classes, kernel_initializer=start, name="top_classifier")(x)
     return keras.Model(model.input, logits, name=model.name)

@@ -70,9 +70,19 @@ def _mbconv(inputs, unit: spec.Unit):
     x = _batch_norm(x, f"{prefix}_project_bn")
     if unit.has_residual:
         # Stochastic depth: drop the whole residual branch of some samples while training.
-        x = layers.Dropout(unit.drop_rate, noise_shape=(None, 1, 1, 1), name=f"{prefix}_drop")(x)
+        x = StochasticDepth(unit.drop_rate, noise_shape=(None, 1, 1, 1), name=f"{prefix}_drop")(x)
         x = layers.Add(name=f"{prefix}_add")([x, inputs])
     return x
+
+
+@keras.saving.register_keras_serializable(package="tlcourse")
+class StochasticDepth(layers.Dropout):
+    """Drops a unit's residual branch for some samples while training, and never once frozen: a
+    frozen block computes what it was pretrained to compute (as BatchNorm does with trainable=False,
+    and as tlcourse.torch keeps frozen blocks in eval mode)."""
+
+    def call(self, inputs, training=False):
+        return super().call(inputs, training=bool(training) and self.trainable)
 
 
 def _build(num_classes: int) -> keras.Model:
@@ -107,10 +117,18 @@ def block_of_layer(layer_name: str) -> str:
 def lite0_blocks(model: keras.Model) -> "OrderedDict[str, list]":
     """Block name -> its layers, input to output; every layer but the input is in exactly one."""
     blocks: OrderedDict[str, list] = OrderedDict((name, []) for name in LITE0_BLOCKS)
+    above_top = False
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        blocks[block_of_layer(layer.name)].append(layer)
+        try:
+            block = block_of_layer(layer.name)
+        except ValueError:
+            if not above_top:
+                raise
+            block = "head"  # a layer of one's own on the pooled features, whatever its name
+        above_top = above_top or layer.name == "top_pool"
+        blocks[block].append(layer)
     return blocks
 
 

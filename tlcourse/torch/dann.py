@@ -28,7 +28,7 @@ from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.memory import releases_memory
-from tlcourse.torch.freezing import keep_frozen_batchnorm_in_eval
+from tlcourse.torch.freezing import keep_frozen_layers_in_eval
 from tlcourse.torch.train import _adam, _device_of, default_transform, evaluate
 from tlcourse.training import as_split
 
@@ -275,7 +275,7 @@ def fit_dann(
         bar = tqdm(total=per_epoch, disable=not progress, unit="batch",
                    desc=f"epoch {number}" + (f" [{stage}]" if stage else ""))
         model.train()
-        keep_frozen_batchnorm_in_eval(model)
+        keep_frozen_layers_in_eval(model)
         sums = {"loss": 0.0, "correct": 0, "domain_loss": 0.0, "domain_correct": 0, "domain_count": 0}
         batches = shared.paired_batches(len(source), len(target) if adapt else 0, batch_size,
                                         seed=order_seed, epoch=number)

@@ -1,10 +1,11 @@
 """Freeze and unfreeze a PyTorch backbone by named blocks; ``tlcourse.keras.freezing`` mirrors it.
 
-Freezing sets ``requires_grad=False``. BatchNorm layers whose parameters are all frozen are put
-back in eval mode by ``tlcourse.torch.fit`` every epoch, so their running statistics stay the
-pretrained ones (Keras' ``trainable=False`` behaviour). A hand-written loop that calls
-``model.train()`` must call :func:`keep_frozen_batchnorm_in_eval` after it, or BatchNorm will keep
-updating its statistics.
+Freezing sets ``requires_grad=False``. Layers whose parameters are all frozen (BatchNorm layers,
+whole frozen blocks with their stochastic depth) are put back in eval mode by
+``tlcourse.torch.fit`` every epoch, so they compute what they were pretrained to compute and
+BatchNorm keeps its statistics (Keras' ``trainable=False`` behaviour). A hand-written loop that
+calls ``model.train()`` must call :func:`keep_frozen_layers_in_eval` after it, or BatchNorm will
+keep updating its statistics.
 """
 from __future__ import annotations
 
@@ -44,18 +45,19 @@ def _is_batchnorm(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
-def keep_frozen_batchnorm_in_eval(model: nn.Module) -> None:
-    """Put BatchNorm layers whose parameters are all frozen back in eval mode.
+def keep_frozen_layers_in_eval(model: nn.Module) -> None:
+    """After ``model.train()``, put every layer whose parameters are all frozen back in eval mode.
 
-    ``model.train()`` switches every layer to training mode, where BatchNorm normalises with the
-    batch's statistics and updates its running ones, even when its weights are frozen. A frozen
-    BatchNorm must keep the statistics it was pretrained with, as Keras does for trainable=False.
+    ``model.train()`` switches every layer to training mode: a BatchNorm layer then normalises with
+    the batch's statistics and overwrites its running ones, and a block's stochastic depth drops
+    residual branches at random, even when their weights are frozen. A frozen layer should compute
+    what it was pretrained to compute, as Keras runs a layer with trainable=False. Layers without
+    parameters (a head's dropout) follow the layer that holds them.
     """
     for module in model.modules():
-        if _is_batchnorm(module):
-            params = list(module.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
-                module.eval()
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
 
 
 _block_map = blocks  # unfreeze's ``blocks`` argument shadows the function

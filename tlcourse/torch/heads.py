@@ -48,8 +48,9 @@ def head_layers(in_features: int, num_classes: int, hidden: Sequence[int] = (), 
         ]
         width = out
     classifier = nn.Linear(width, num_classes)
-    # the same start as EfficientNetLite0's own classifier (and the Keras twin): uniform +-1/sqrt(classes)
-    bound = 1.0 / math.sqrt(num_classes)
+    # uniform +-1/sqrt(inputs), as the Keras twin. EfficientNet's own start, +-1/sqrt(classes), suits
+    # 1,000 classes; for five it gives logits in the tens and a first loss near 10 instead of log(5).
+    bound = 1.0 / math.sqrt(width)
     nn.init.uniform_(classifier.weight, -bound, bound)
     nn.init.zeros_(classifier.bias)
     layers.append(("classifier", classifier))

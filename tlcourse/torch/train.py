@@ -29,7 +29,7 @@ from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.memory import releases_memory
 from tlcourse.torch.conservative import L2SP
-from tlcourse.torch.freezing import keep_frozen_batchnorm_in_eval
+from tlcourse.torch.freezing import keep_frozen_layers_in_eval
 from tlcourse.training import as_split, lr_factor
 
 __all__ = ["fit", "evaluate", "predict"]
@@ -307,7 +307,7 @@ def _train_epoch(model, loader, opt, scaler, device, *, bar, augment, clip_grad_
                  sgd_weight_decay) -> dict:
     """One pass over the training batches; returns the epoch's mean loss, accuracy (and penalty)."""
     model.train()
-    keep_frozen_batchnorm_in_eval(model)
+    keep_frozen_layers_in_eval(model)
     on_cuda = device.type == "cuda"
     trainable = [p for group in opt.param_groups for p in group["params"]]
     loss_sum = torch.zeros((), device=device)
@@ -397,7 +397,7 @@ def _logits(model: nn.Module, loader: DataLoader, device: torch.device):
     finally:
         if was_training:
             model.train()
-            keep_frozen_batchnorm_in_eval(model)
+            keep_frozen_layers_in_eval(model)
 
 
 def _score(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
