@@ -86,7 +86,12 @@ def main() -> None:
 
     from tlcourse import course
 
-    chapters = [c for c in course.chapters(ROOT / "notebooks") if not args.names or c.path.name in args.names]
+    every = course.chapters(ROOT / "notebooks")
+    chapters = [c for c in every if not args.names or {c.path.name, c.path.stem} & set(args.names)]
+    unknown = set(args.names) - {n for c in every for n in (c.path.name, c.path.stem)}
+    if unknown:
+        raise SystemExit(f"no chapter notebook named {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join(c.path.stem for c in every)}")
     rows = []
     for chapter in chapters:
         result = measure(chapter.path, args.profile)
