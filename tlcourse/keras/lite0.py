@@ -115,7 +115,10 @@ def block_of_layer(layer_name: str) -> str:
 
 
 def lite0_blocks(model: keras.Model) -> "OrderedDict[str, list]":
-    """Block name -> its layers, input to output; every layer but the input is in exactly one."""
+    """Block name -> its layers, input to output; every layer but the input is in exactly one.
+
+    Layers above ``top_pool`` that are not Lite0's own (a head one built on the pooled features,
+    whatever its layer names) belong to ``head``."""
     blocks: OrderedDict[str, list] = OrderedDict((name, []) for name in LITE0_BLOCKS)
     above_top = False
     for layer in model.layers:
