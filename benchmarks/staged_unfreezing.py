@@ -4,15 +4,16 @@ The five schedules of the chapter (scratch, all at once, two stages to block7, t
 three stages to all), plus feature extraction (the new head alone) and "all at once" with
 discriminative rates (the head at 1e-3, each block below at 0.3 times the rate of the one above),
 on the shipped flowers (like ImageNet) and EuroSAT (unlike it). PyTorch, Adam, batch 16, per-image
-random crops and flips for every run, BatchNorm frozen in the pretrained runs.
+random crops and flips for every run. BatchNorm stays frozen in the pretrained runs and trains in
+scratch, whose freshly initialised statistics (mean 0, variance 1) describe nothing.
 
 Every stage keeps its best epoch (``early_stopping`` with a patience as long as the stage restores
 the weights of its lowest validation loss), and a run ends with the best of its stages' ends, again
 by validation loss: the test split is scored once, on that model. Scratch gets twice the epochs of
 the others, so that it is not judged before it could learn.
 
-Writes ``benchmarks/staged_unfreezing.json`` (every epoch of every run, and each run's test
-accuracy), for chapter 04 to plot.
+Writes ``tlcourse/studies/staged_unfreezing.json`` (every epoch of every run, and each run's test
+accuracy), which ships inside the package for chapter 04 to plot.
 Usage: python benchmarks/staged_unfreezing.py [--seeds 3] [--sets flowers eurosat] [--out PATH]
 """
 from __future__ import annotations
@@ -64,7 +65,7 @@ def run(tt, ds, size: int, name: str, seed: int) -> dict:
     model = tt.swap_head(tt.backbone("efficientnet_lite0", weights="imagenet" if pretrained else None),
                          num_classes=ds.num_classes)
     options = dict(transform=lambda images: tt.preprocess(images, size), augment=augmenter(size), batch_size=16,
-                   seed=seed, progress=False, lr_decay=lr_decay)
+                   seed=seed, progress=False, lr_decay=lr_decay, train_batchnorm=not pretrained)
     history, best = None, None
     started = time.perf_counter()
     for blocks, epochs, lr in stages:
@@ -84,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    parser.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "tlcourse" / "studies" / "staged_unfreezing.json"))
     args = parser.parse_args()
 
     import tlcourse.torch as tt

@@ -264,3 +264,14 @@ def test_an_imagenet_models_head_block_is_its_classifier_alone(torch_zoo, keras_
     keras_head = kfreeze.summary(keras_zoo[name]).as_tuples()[-1]
     assert torch_head[0] == keras_head[0] == "head"
     assert torch_head[1] + torch_head[2] == keras_head[1] + keras_head[2] == imagenet_classifier
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "resnet50"])
+def test_a_keras_head_of_ones_own_on_a_catalogue_backbone_is_the_head_block(keras_zoo, name):
+    base = keras_zoo[name]
+    own = keras.Model(base.input, keras.layers.Dense(3, name="classifier")(base.get_layer("avg_pool").output),
+                      name=base.name)
+    assert [layer.name for layer in kfreeze.blocks(own)["head"]] == ["classifier"]
+    tk.freeze(own)
+    tk.unfreeze(own, "head")
+    assert tk.summary(own).trainable_blocks() == ["head"] and len(own.trainable_weights) == 2

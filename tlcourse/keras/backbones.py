@@ -134,6 +134,8 @@ def _layer_blocks(model: keras.Model, name: str) -> "OrderedDict[str, list]":
         block = block_of(layer.name)
         if HEAD_LAYER_NAME.fullmatch(layer.name):  # a head swapped in: top_dropout ... top_classifier
             block = "head"
+        if block is None and current in ("top", "head") and layer.weights:
+            block = "head"  # a layer of one's own on the pooled features, whatever its name
         if block is None:
             if layer.weights:
                 raise TypeError(f"layer {layer.name!r} of {model.name} belongs to no {name} block")
