@@ -32,6 +32,7 @@ import tlcourse
 from tlcourse import data
 
 SETS = {"flowers": 112, "eurosat": 64}  # set -> input size
+STUDY = Path(__file__).resolve().parents[1] / "tlcourse" / "studies" / "staged_unfreezing.json"  # package data
 HEAD, LOW = 1e-3, 1e-4
 SCHEDULES = {  # name -> (ImageNet weights?, [(blocks, epochs, lr)], lr_decay)
     "feature extraction": (True, [("head", 8, HEAD)], None),
@@ -85,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "tlcourse" / "studies" / "staged_unfreezing.json"))
+    parser.add_argument("--out", default=str(STUDY))
     args = parser.parse_args()
 
     import tlcourse.torch as tt

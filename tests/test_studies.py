@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "staged_unfreezing.py"
 
 
-def _script():
+PACKAGED = resources.files("tlcourse") / "studies" / "staged_unfreezing.json"
+
+
+@pytest.fixture(scope="module")
+def script():
     spec = importlib.util.spec_from_file_location("staged_unfreezing_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # the script imports no framework until main() runs
@@ -21,7 +25,7 @@ def _script():
 
 @pytest.fixture(scope="module")
 def study():
-    return json.loads((resources.files("tlcourse") / "studies" / "staged_unfreezing.json").read_text())
+    return json.loads(PACKAGED.read_text())
 
 
 def test_the_study_is_package_data():
@@ -29,22 +33,20 @@ def test_the_study_is_package_data():
     assert any(fnmatch("studies/staged_unfreezing.json", pattern) for pattern in patterns)
 
 
-def test_the_study_is_where_the_script_writes_it():
-    source = SCRIPT.read_text()
-    assert '"tlcourse" / "studies" / "staged_unfreezing.json"' in source
+def test_the_study_is_where_the_script_writes_it(script):
+    assert Path(str(PACKAGED)).resolve() == script.STUDY
 
 
-def test_the_study_ran_the_schedules_the_script_defines(study):
-    script = _script()
+def test_the_study_ran_the_schedules_the_script_defines(study, script):
     expected = {name: {"pretrained": p, "stages": [list(s) for s in stages], "lr_decay": d}
                 for name, (p, stages, d) in script.SCHEDULES.items()}
     assert study["schedules"] == expected, "the schedules changed: rerun python benchmarks/staged_unfreezing.py"
     assert set(study["sets"]) == set(script.SETS)
 
 
-def test_every_run_has_every_epoch_and_one_test_score(study):
+def test_every_run_has_every_epoch_and_one_test_score(study, script):
     for set_name, result in study["sets"].items():
-        assert result["size"] == _script().SETS[set_name]
+        assert result["size"] == script.SETS[set_name]
         for name, schedule in study["schedules"].items():
             runs = result["runs"][name]
             assert [run["seed"] for run in runs] == list(range(len(runs))) and len(runs) >= 3
