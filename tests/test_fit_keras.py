@@ -159,3 +159,24 @@ def test_bad_input_gets_an_error_that_names_the_fix():
         fit(tiny_net(), (TRAIN.images, np.where(TRAIN.labels == 0, 5, TRAIN.labels)), progress=False)
     with pytest.raises(ValueError, match="validation split"):
         fit(tiny_net(), TRAIN, early_stopping=2, progress=False)
+
+
+def test_keras_step_retracing_warning_is_dropped_and_other_tensorflow_warnings_pass():
+    import logging
+
+    from tensorflow.python.platform import tf_logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        tf_logging.warning("5 out of the last 28 calls to <function TensorFlowTrainer._make_function.<locals>."
+                           "multi_step_on_iterator at 0x7f0> triggered tf.function retracing. Tracing is expensive")
+        tf_logging.warning("5 out of the last 6 calls to <function my_step at 0x7f0> triggered tf.function retracing.")
+        tf_logging.warning("an unrelated warning")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["5 out of the last 6 calls to <function my_step at 0x7f0> triggered tf.function retracing.",
+                    "an unrelated warning"]

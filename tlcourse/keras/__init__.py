@@ -2,6 +2,7 @@
 from tlcourse._coexist import load_triton_before_tensorflow as _load_triton_first
 
 _load_triton_first()
+import logging as _logging
 import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -41,6 +42,19 @@ def _import_keras_quietly():
 
 
 _keras = _import_keras_quietly()
+
+
+class _KerasStepRetracing:
+    """Keras builds a new training step at every ``compile``, and TensorFlow counts the traces of
+    all of them together: a notebook that compiles a dozen models in one process is warned that
+    its "tf.function" retraces, about code that is Keras's, not the reader's. Other warnings pass."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "TensorFlowTrainer._make_function" in message)
+
+
+_logging.getLogger("tensorflow").addFilter(_KerasStepRetracing())
 
 if _current_seed() is not None:
     _keras.utils.set_random_seed(_current_seed())
