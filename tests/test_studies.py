@@ -55,3 +55,48 @@ def test_every_run_has_every_epoch_and_one_test_score(study, script):
                 assert [row["epoch"] for row in run["epochs"]] == list(range(1, epochs + 1))
                 assert all(0.0 <= row["val_accuracy"] <= 1.0 for row in run["epochs"])
                 assert 0.0 <= run["test_accuracy"] <= 1.0 and run["seconds"] > 0
+
+
+FOUR_CASES = resources.files("tlcourse") / "studies" / "four_cases.json"
+
+
+@pytest.fixture(scope="module")
+def four_cases_script():
+    spec = importlib.util.spec_from_file_location("four_cases_benchmark", ROOT / "benchmarks" / "four_cases.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def four_cases():
+    return json.loads(FOUR_CASES.read_text())
+
+
+def test_the_four_cases_are_where_their_script_writes_them(four_cases_script):
+    assert Path(str(FOUR_CASES)).resolve() == four_cases_script.STUDY
+
+
+def test_the_four_strategies_are_the_staged_study_schedules(four_cases, four_cases_script, study):
+    assert list(four_cases["strategies"]) == list(four_cases_script.STRATEGIES)
+    for strategy, recorded in four_cases["strategies"].items():
+        assert recorded["schedule"] == four_cases_script.STRATEGIES[strategy]
+        assert study["schedules"][recorded["schedule"]]["stages"] == recorded["stages"]
+
+
+def test_each_case_has_three_seeds_and_the_larger_runs_are_the_staged_studys(four_cases, study):
+    assert set(four_cases["sets"]) == set(study["sets"])
+    for set_name, result in four_cases["sets"].items():
+        sizes = sorted(result["per_class"], key=int)
+        assert len(sizes) == 2 and int(sizes[0]) < int(sizes[1])
+        assert result["per_class"][sizes[1]]["train"] == study["sets"][set_name]["train"]
+        for size in sizes:
+            case = result["per_class"][size]
+            assert case["train"] == int(size) * result["classes"]
+            for strategy, runs in case["runs"].items():
+                assert [run["seed"] for run in runs] == [0, 1, 2]
+                assert all(0.0 <= run["test_accuracy"] <= 1.0 for run in runs)
+        for strategy, recorded in four_cases["strategies"].items():
+            larger = [run["test_accuracy"] for run in result["per_class"][sizes[1]]["runs"][strategy]]
+            staged = [run["test_accuracy"] for run in study["sets"][set_name]["runs"][recorded["schedule"]]][:3]
+            assert larger == staged, "rerun python benchmarks/four_cases.py after the staged study"
