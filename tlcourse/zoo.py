@@ -439,10 +439,10 @@ def sample_photos(size: int = 224, crop: bool = False) -> SamplePhotos:
 # --- which strategy fits which target set ---------------------------------------------------------
 
 STRATEGIES = {
-    (True, True): "feature extractor: freeze the backbone, train a new head",
-    (True, False): "features from earlier blocks (or freeze the first k blocks), small head",
-    (False, True): "fine-tune the top blocks, or all of them with a small learning rate",
-    (False, False): "fine-tune most or all layers; compare with training from scratch",
+    (True, True): "feature extractor: freeze the network, train a new head on its last features",
+    (True, False): "a new head on an earlier layer's features, or freeze the first blocks and fine-tune the rest",
+    (False, True): "fine-tune the whole network (or its top blocks) at a small learning rate",
+    (False, False): "fine-tune the whole network; with a very large set, compare with training from scratch",
 }
 
 
