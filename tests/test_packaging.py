@@ -60,6 +60,14 @@ def test_ci_runs_the_test_command_that_readme_gives():
     assert re.search(r"^make test$", ci, re.M)
 
 
+def test_ci_checks_the_claims_with_another_seed():
+    ci = (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^make check-claims$", ci, re.M)
+    recipe = makefile.split("check-claims:", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"claims --seed [1-9]", recipe), "check-claims must run with a seed other than the stored 0"
+
+
 def test_import_tlcourse_loads_neither_framework():
     code = (
         "import sys, tlcourse, tlcourse.data, tlcourse.history; "
