@@ -18,7 +18,7 @@ The recipe comes from ``tlcourse.dann.recipe()``:
 - full: MNIST → MNIST-M (55,000 training digits; downloads on first use, a GPU recommended):
   the paper's network and schedules (SGD, momentum 0.9, lr 0.01 annealed as 0.01 / (1 + 10 p)^0.75,
   reversal weight 2 / (1 + exp(-10 p)) - 1), batches of 128 source + 128 target images, 30 epochs,
-  a domain head 100-100-1; MNIST's grey digits are repeated over three channels to match MNIST-M.
+  the paper's domain head 100-1; MNIST's grey digits are repeated over three channels to match MNIST-M.
   The paper reports 52.25% source only, 76.66% DANN, 95.96% train on target.
 
 Usage: python benchmarks/dann.py [--profile quick|full] [--seeds 3] [--frameworks torch keras] [--threads 1]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -88,10 +87,7 @@ def main() -> None:
         study["sets"][set_name] = {"size": size, "classes": full.num_classes, "val": len(full.val),
                                    "test": len(full.test), "like_imagenet": data.card(set_name).like_imagenet,
                                    "per_class": cases}
-    partial = Path(args.out + ".partial")  # renamed into place: a killed run leaves the previous file whole
-    partial.write_text(json.dumps(study, indent=1))
-    os.replace(partial, args.out)
-    print("wrote", args.out)
+    staged.write_study(study, args.out)
 
 
 if __name__ == "__main__":

@@ -107,10 +107,14 @@ def main() -> None:
                   f"  {np.mean([r['seconds'] for r in runs[name]]):5.0f} s per run", flush=True)
         study["sets"][set_name] = {"size": size, "classes": ds.num_classes, "train": len(ds.train),
                                    "val": len(ds.val), "test": len(ds.test), "runs": runs}
-    partial = Path(args.out + ".partial")  # renamed into place: a killed run leaves the previous file whole
+    write_study(study, args.out)
+
+
+def write_study(study: dict, path) -> None:
+    partial = Path(str(path) + ".partial")  # renamed into place: a killed run leaves the previous file whole
     partial.write_text(json.dumps(study, indent=1))
-    os.replace(partial, args.out)
-    print("wrote", args.out)
+    os.replace(partial, path)
+    print("wrote", path)
 
 
 if __name__ == "__main__":

@@ -196,8 +196,8 @@ RECIPES = {
     # MNIST -> MNIST-M: the paper's network and schedules, 30 epochs of 430 steps.
     "full": Recipe(
         profile="full", source="mnist", target="mnist_m",
-        epochs=30, batch_size=128, lr=0.01, domain_hidden=(100, 100),
-        note="the paper's MNIST network with a domain head 100-100-1; SGD, momentum 0.9, lr 0.01 "
+        epochs=30, batch_size=128, lr=0.01, domain_hidden=(100,),
+        note="the paper's MNIST network, domain head 100-1; SGD, momentum 0.9, lr 0.01 "
              "annealed; the paper's lambda_p schedule; a GPU is recommended",
     ),
 }
