@@ -100,3 +100,39 @@ def test_each_case_has_three_seeds_and_the_larger_runs_are_the_staged_studys(fou
             larger = [run["test_accuracy"] for run in result["per_class"][sizes[1]]["runs"][strategy]]
             staged = [run["test_accuracy"] for run in study["sets"][set_name]["runs"][recorded["schedule"]]][:3]
             assert larger == staged, "rerun python benchmarks/four_cases.py after the staged study"
+
+
+CONSERVATIVE = resources.files("tlcourse") / "studies" / "conservative.json"
+
+
+@pytest.fixture(scope="module")
+def conservative_script():
+    spec = importlib.util.spec_from_file_location("conservative_benchmark", ROOT / "benchmarks" / "conservative.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # imports no framework until main() runs
+    return module
+
+
+def test_the_conservative_study_is_where_its_script_writes_it(conservative_script):
+    assert Path(str(CONSERVATIVE)).resolve() == conservative_script.STUDY
+
+
+def test_the_conservative_study_ran_every_method_rate_and_seed_in_both_frameworks(conservative_script):
+    study = json.loads(CONSERVATIVE.read_text())
+    assert set(study["sets"]) == set(conservative_script.SETS) and study["split_at"] == conservative_script.SPLIT_AT
+    rates = {f"{lr:g}" for lr in study["lrs"]}
+    assert len(rates) >= 2, "the chapter chooses the rate on validation: the study needs more than one"
+    for set_name, entry in study["sets"].items():
+        assert entry["size"] == conservative_script.SETS[set_name]
+        assert len(entry["per_class"]) >= 2
+        for per_class, cell in entry["per_class"].items():
+            assert set(cell["runs"]) == {"torch", "keras"}
+            for framework, methods in cell["runs"].items():
+                assert set(methods) == set(conservative_script.METHODS)
+                for method, by_rate in methods.items():
+                    assert set(by_rate) == rates
+                    for runs in by_rate.values():
+                        assert [run["seed"] for run in runs] == list(range(len(runs))) and len(runs) >= 3
+                        for run in runs:
+                            assert 0.0 <= run["val_accuracy"] <= 1.0 and 0.0 <= run["test_accuracy"] <= 1.0
+                            assert (run["drift"] == 0) == (method == "frozen"), (set_name, per_class, framework, method)
