@@ -118,3 +118,20 @@ def test_every_seed_comes_from_the_course_seed(path):
     for cell in cells:
         code = "\n".join(line.split("#", 1)[0] for line in cell.source.splitlines())
         assert not SEEDED_CALL.search(code), f"seed this from SEED, not a number: {cell.source[:80]!r}"
+
+
+def test_each_dataset_card_names_the_chapters_that_load_it():
+    from tlcourse.data import registry
+
+    cards = {card.name: card for card in registry.cards()}
+    for path in NOTEBOOKS[1:]:  # chapter 00 tours every set
+        number = int(path.name[:2])
+        code = "\n".join(c.source for c in code_cells(chapter(path)))
+        for name in set(re.findall(r'"([a-z0-9_]+)"', code)) & set(cards):
+            assert number in cards[name].chapters, f"chapter {number:02d} loads {name!r}: add {number} to its card's chapters"
+    for card in cards.values():
+        for number in card.chapters:
+            path = next(p for p in NOTEBOOKS if int(p.name[:2]) == number)
+            code = "\n".join(c.source for c in code_cells(chapter(path)))
+            if number != 6:  # chapter 06 loads its sets through tlcourse.dann's recipes
+                assert f'"{card.name}"' in code, f"{card.name!r}'s card lists chapter {number:02d}, which never names it"
