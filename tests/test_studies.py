@@ -136,3 +136,19 @@ def test_the_conservative_study_ran_every_method_rate_and_seed_in_both_framework
                         for run in runs:
                             assert 0.0 <= run["val_accuracy"] <= 1.0 and 0.0 <= run["test_accuracy"] <= 1.0
                             assert (run["drift"] == 0) == (method == "frozen"), (set_name, per_class, framework, method)
+
+
+def test_the_dann_selection_study_scored_every_setting_by_every_signal():
+    spec = importlib.util.spec_from_file_location("dann_selection_benchmark", ROOT / "benchmarks" / "dann_selection.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)  # imports no framework until main() runs
+    packaged = resources.files("tlcourse") / "studies" / "dann_selection.json"
+    assert Path(str(packaged)).resolve() == script.STUDY
+    study = json.loads(packaged.read_text())
+    assert study["signals"] == list(script.SIGNALS) and set(study["lower_is_better"]) == script.LOWER_IS_BETTER
+    assert set(study["settings"]) == set(script.candidates())
+    for setting in study["settings"].values():
+        runs = setting["runs"]
+        assert [run["seed"] for run in runs] == list(range(len(runs))) and len(runs) >= 3
+        for run in runs:
+            assert all(0.0 <= run[key] <= 1.0 for key in (*study["signals"], "test"))
