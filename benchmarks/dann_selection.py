@@ -58,11 +58,6 @@ def candidates() -> dict:
     }
 
 
-def spearman(a, b) -> float:
-    rank = lambda v: np.argsort(np.argsort(v))
-    return float(np.corrcoef(rank(np.asarray(a)), rank(np.asarray(b)))[0, 1])
-
-
 def run(setting, source, target, seed: int) -> dict:
     import torch
 
@@ -121,6 +116,13 @@ def main() -> None:
               f" | test {mean('test'):.3f}  {mean('seconds'):.0f} s/run", flush=True)
         staged.write_study(study, args.out)  # after every setting: a killed run keeps what it finished
 
+    summarise(study)
+
+
+def summarise(study: dict) -> None:
+    """Print what each signal picks, and its rank correlation with the test accuracy."""
+    from scipy.stats import spearmanr
+
     names = list(study["settings"])
     test = [np.mean([r["test"] for r in study["settings"][n]["runs"]]) for n in names]
     print(f"\nbest test accuracy of any setting: {max(test):.1%} ({names[int(np.argmax(test))]})")
@@ -129,7 +131,7 @@ def main() -> None:
         pick = int(np.argmin(values) if signal in LOWER_IS_BETTER else np.argmax(values))
         sign = -1 if signal in LOWER_IS_BETTER else 1
         print(f"{signal:20s} picks {names[pick]:52s} test {test[pick]:.1%}; "
-              f"rank correlation with test {spearman(sign * np.asarray(values), test):+.2f}")
+              f"rank correlation with test {spearmanr(sign * np.asarray(values), test).statistic:+.2f}")
 
 
 if __name__ == "__main__":

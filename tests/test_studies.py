@@ -9,18 +9,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "staged_unfreezing.py"
 
 
 PACKAGED = resources.files("tlcourse") / "studies" / "staged_unfreezing.json"
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module; the scripts import no framework until main() runs."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("staged_unfreezing_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # the script imports no framework until main() runs
-    return module
+    return load_benchmark("staged_unfreezing")
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +66,7 @@ FOUR_CASES = resources.files("tlcourse") / "studies" / "four_cases.json"
 
 @pytest.fixture(scope="module")
 def four_cases_script():
-    spec = importlib.util.spec_from_file_location("four_cases_benchmark", ROOT / "benchmarks" / "four_cases.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("four_cases")
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +108,7 @@ CONSERVATIVE = resources.files("tlcourse") / "studies" / "conservative.json"
 
 @pytest.fixture(scope="module")
 def conservative_script():
-    spec = importlib.util.spec_from_file_location("conservative_benchmark", ROOT / "benchmarks" / "conservative.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # imports no framework until main() runs
-    return module
+    return load_benchmark("conservative")
 
 
 def test_the_conservative_study_is_where_its_script_writes_it(conservative_script):
@@ -138,10 +136,8 @@ def test_the_conservative_study_ran_every_method_rate_and_seed_in_both_framework
                             assert (run["drift"] == 0) == (method == "frozen"), (set_name, per_class, framework, method)
 
 
-def test_the_dann_selection_study_scored_every_setting_by_every_signal():
-    spec = importlib.util.spec_from_file_location("dann_selection_benchmark", ROOT / "benchmarks" / "dann_selection.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)  # imports no framework until main() runs
+def test_the_dann_selection_study_scored_every_setting_by_every_signal(capsys):
+    script = load_benchmark("dann_selection")
     packaged = resources.files("tlcourse") / "studies" / "dann_selection.json"
     assert Path(str(packaged)).resolve() == script.STUDY
     study = json.loads(packaged.read_text())
@@ -152,3 +148,6 @@ def test_the_dann_selection_study_scored_every_setting_by_every_signal():
         assert [run["seed"] for run in runs] == list(range(len(runs))) and len(runs) >= 3
         for run in runs:
             assert all(0.0 <= run[key] <= 1.0 for key in (*study["signals"], "test"))
+    script.summarise(study)  # the table its run ends with, from the stored runs alone
+    printed = capsys.readouterr().out
+    assert all(f"{signal:20s} picks " in printed for signal in study["signals"])
