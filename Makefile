@@ -3,6 +3,8 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-stamp
+# `make install EXTRAS=gpu` on a machine with an NVIDIA GPU: TensorFlow's CUDA build for Keras
+EXTRAS ?= all
 # matplotlib's font list lives with the environment whose fonts it lists: a list shared through
 # ~/.cache and written by another, since deleted, environment lacks the fonts of this one, and
 # every plot then prints font warnings into the notebook's outputs.
@@ -13,7 +15,7 @@ export MPLCONFIGDIR ?= $(abspath $(VENV))/matplotlib
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[all]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)

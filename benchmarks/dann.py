@@ -57,31 +57,24 @@ def _limit_threads(frameworks: list[str], threads: int) -> None:
 
 def run(fw, method: str, source, target, recipe, seed: int) -> tuple[float, float]:
     """Train one model ``method``'s way; return (target test accuracy, seconds)."""
-    import importlib
 
     import tlcourse
 
     tlcourse.seed_everything(seed)
     from tlcourse.dann import to_rgb
 
-    # the same preprocessing for every method: each domain centred on its own mean when the recipe says so
-    source_tf, target_tf = recipe.transforms(importlib.import_module(fw.__name__ + ".dann"),
-                                             to_rgb(source.train), target.train.images)
-
     model = fw.build_dann_digits(num_classes=len(target.classes), input_shape=target.image_shape,
                                  **recipe.model_kwargs())
     started = time.perf_counter()
     if method == "DANN":
         fw.fit_dann(model, to_rgb(source.train), target.train.images, seed=seed, progress=False,
-                    transform=source_tf, target_transform=target_tf, **recipe.fit_kwargs())
+                    **recipe.fit_kwargs())
     elif method == "source only":
-        fw.fit_dann(model, to_rgb(source.train), adapt=False, seed=seed, progress=False, transform=source_tf,
-                    **recipe.fit_kwargs())
+        fw.fit_dann(model, to_rgb(source.train), adapt=False, seed=seed, progress=False, **recipe.fit_kwargs())
     else:
-        fw.fit_dann(model, target.train, adapt=False, seed=seed, progress=False, transform=target_tf,
-                    **recipe.fit_kwargs())
+        fw.fit_dann(model, target.train, adapt=False, seed=seed, progress=False, **recipe.fit_kwargs())
     seconds = time.perf_counter() - started
-    return fw.evaluate(model, target.test, transform=target_tf)["accuracy"], seconds
+    return fw.evaluate(model, target.test)["accuracy"], seconds
 
 
 def main() -> None:
@@ -104,14 +97,14 @@ def main() -> None:
     if args.threads:
         _limit_threads(args.frameworks, args.threads)
     source, target = data.load(recipe.source), data.load(recipe.target)
-    settings = ", ".join(f"{key} {value}" for key, value in recipe.fit_kwargs().items() if key != "domain_lambda")
+    settings = ", ".join(f"{key} {value}" for key, value in recipe.fit_kwargs().items())
     print(f"{recipe.source} -> {recipe.target} ({recipe.profile}): {len(source.train)} source and "
           f"{len(target.train)} target training images, {len(target.test)} target test images")
-    print(f"recipe: {settings}, lambda rising to {recipe.lambda_max}, "
+    print(f"recipe: {settings}, lambda rising to 1.0, "
           f"domain head {'-'.join(map(str, recipe.domain_hidden))}-1, "
           f"convolutions of {recipe.filters[0]} and {recipe.filters[1]} filters"
           f"{' with BatchNorm' if recipe.batchnorm else ''}, "
-          f"{'each domain centred on its own mean' if recipe.per_domain_mean else 'images in [0, 1]'}; {recipe.note}")
+          f"images in [0, 1]; {recipe.note}")
     threads = f"{args.threads} thread(s) per framework" if args.threads else "the frameworks' default threads"
     print(f"target test accuracy, mean [min-max] of {args.seeds} seeds; {threads}")
     header = f"{'framework':9s} {'method':15s} {'target test':>19s} {'seconds/run':>11s}"

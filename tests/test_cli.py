@@ -173,6 +173,18 @@ def test_doctor_reports_versions_profile_cache_and_offline(monkeypatch, capsys, 
     assert "unreachable" in out
 
 
+def test_doctor_reports_each_frameworks_device_and_warns_on_a_cpu_only_tensorflow_beside_a_gpu(monkeypatch):
+    rows = dict(cli._gpu_report())
+    assert rows["GPU (torch)"].startswith(("CUDA", "none: training runs on the CPU"))
+    assert rows["GPU (tensorflow)"].startswith(("/physical_device:GPU", "none: training runs on the CPU"))
+    monkeypatch.setattr(cli.shutil, "which", lambda program: "/usr/bin/nvidia-smi" if program == "nvidia-smi" else None)
+    monkeypatch.setattr(cli, "_version", lambda *dists: "2.21.0" if "tensorflow-cpu" in dists else None)
+    warning = dict(cli._gpu_report())["warning"]
+    assert "tensorflow-cpu" in warning and "tensorflow[and-cuda]" in warning
+    assert cli.cpu_tensorflow_warning(gpu_present=True, tensorflow_cpu=False) is None
+    assert cli.cpu_tensorflow_warning(gpu_present=False, tensorflow_cpu=True) is None
+
+
 def test_doctor_says_online_when_a_server_answers(monkeypatch, capsys, cache):
     monkeypatch.setattr(cli, "_gpu_report", lambda: [])
     monkeypatch.setattr(download, "reachable", lambda url, timeout=None: url == "download.pytorch.org")

@@ -1,11 +1,10 @@
-"""Chapter 05's helpers: L2SP.drift in both frameworks, the multi-task model, the accuracy-vs-labels plot."""
+"""Chapter 05's helpers: L2SP.drift in both frameworks and the accuracy-vs-labels plot."""
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 import tlcourse.torch as tt  # noqa: E402  (torch first: see tlcourse/_coexist.py)
 from tlcourse import plots  # noqa: E402
-from tlcourse.torch.multitask import MultiTask, fit_multitask, multitask_accuracy  # noqa: E402
 
 from tests.test_conservative import keras_net, nudge_keras, nudge_torch, torch_net  # noqa: E402
 
@@ -33,40 +32,6 @@ def test_drift_is_the_same_in_keras():
     expected = np.sqrt(sum(np.sum((w.numpy().astype(np.float64) - penalty.reference[w.path].numpy()) ** 2)
                            for w in moved))
     assert penalty.drift(model) == pytest.approx(expected, rel=1e-6)
-
-
-def two_task_data(n=200, seed=0):
-    rng = np.random.default_rng(seed)
-    a, b = rng.integers(0, 3, n), rng.integers(0, 2, n)
-    x = rng.normal(size=(n, 8)).astype(np.float32) * 0.3
-    x[np.arange(n), a] += 2
-    x[np.arange(n), 3 + b] += 2
-    return x, {"a": a, "b": b}
-
-
-def test_multitask_learns_both_tasks_through_one_trunk():
-    torch.manual_seed(0)
-    x, targets = two_task_data()
-    model = MultiTask(8, {"a": 3, "b": 2}, width=16)
-    losses = fit_multitask(model, x, targets, epochs=20, seed=0)
-    assert all(values[-1] < values[0] for values in losses.values())
-    assert all(acc > 0.9 for acc in multitask_accuracy(model, x, targets).values())
-    assert set(model(torch.zeros(1, 8))) == {"a", "b"}
-
-
-def test_a_task_weighted_zero_does_not_train_its_head():
-    torch.manual_seed(0)
-    x, targets = two_task_data()
-    model = MultiTask(8, {"a": 3, "b": 2}, width=16)
-    before = model.heads["b"].weight.detach().clone()
-    fit_multitask(model, x, targets, epochs=2, task_weights={"b": 0.0})
-    assert torch.equal(before, model.heads["b"].weight)
-
-
-def test_multitask_names_a_missing_task():
-    x, targets = two_task_data()
-    with pytest.raises(ValueError, match="heads"):
-        fit_multitask(MultiTask(8, {"a": 3, "c": 2}), x, targets)
 
 
 def test_accuracy_vs_labels_plot_averages_seeds():

@@ -102,10 +102,8 @@ def test_recipe_follows_the_profile(monkeypatch):
     assert (dann.recipe().source, dann.recipe().target) == ("mnist", "mnist_m")
     quick = dann.recipe("quick")
     kwargs = quick.fit_kwargs()
-    assert {"epochs", "batch_size", "lr", "domain_lambda"} <= set(kwargs)
-    rises_to = kwargs["domain_lambda"](1.0) if kwargs["domain_lambda"] else dann.adaptation_weight(1.0)
-    assert rises_to == pytest.approx(quick.lambda_max, rel=1e-3)
-    assert dann.recipe("full").fit_kwargs()["domain_lambda"] is None  # the paper's schedule as it is
+    assert {"epochs", "batch_size", "lr", "momentum", "gamma"} == set(kwargs)
+    assert quick.model_kwargs() == {"domain_hidden": (512, 512), "batchnorm": True, "filters": (16, 32)}
     with pytest.raises(ValueError, match="no DANN recipe"):
         dann.recipe("huge")
 
@@ -277,42 +275,24 @@ def test_clear_errors(name):
         fw.fit_dann(build(), SOURCE, TARGET, domain_lambda="paper", progress=False)
 
 
-# -- each domain centred on its own mean ----------------------------------------------------------
+# -- a transform of its own for the target domain ------------------------------------------------
 @pytest.mark.parametrize("name", FRAMEWORKS)
-def test_each_domain_is_centred_on_its_own_mean_and_fit_dann_uses_the_target_transform(name):
+def test_fit_dann_passes_the_target_batches_and_target_eval_through_the_target_transform(name):
     fw, build = FRAMEWORKS[name]
-    module = tt.dann if name == "torch" else tk.dann
-    mean = dann.channel_mean(TARGET)
-    expected = TARGET.images.reshape(-1, 3).astype(np.float64).mean(axis=0) / 255
-    assert mean.shape == (3,) and np.allclose(mean, expected, atol=1e-6)
-    assert np.allclose(dann.channel_mean(TARGET.images), mean)
-    centred = np.asarray(module.centred_transform(mean)(TARGET.images))
-    assert np.allclose(centred.mean(axis=(0, 2, 3) if name == "torch" else (0, 1, 2)), 0, atol=1e-5)
-
+    default = (tt.train if name == "torch" else tk.train).default_transform
     seen = []
 
     def target_transform(images):
         if isinstance(images, np.ndarray):  # the training batches (evaluate may trace it into a graph)
             seen.append(len(images))
-        return module.centred_transform(mean)(images)
+        return default(images) - 0.5
 
-    source_tf = module.centred_transform(dann.channel_mean(SOURCE))
     model = build()
     history = fw.fit_dann(model, SOURCE, TARGET.images, epochs=1, batch_size=8, lr=0.05, target_eval=TARGET,
-                          transform=source_tf, target_transform=target_transform, seed=0, progress=False)
+                          target_transform=target_transform, seed=0, progress=False)
     assert sum(seen) >= len(SOURCE)  # a target batch beside every source batch
-    scored = fw.evaluate(model, TARGET, transform=module.centred_transform(mean))["accuracy"]
-    assert history["target_accuracy"][-1] == pytest.approx(scored)
-
-
-def test_recipe_transforms_centre_each_domain_only_when_asked():
-    plain = dann.Recipe("quick", "a", "b", epochs=1, batch_size=8, lr=0.1)
-    assert plain.transforms(tt.dann, SOURCE, TARGET.images) == (None, None)
-    centred = dann.Recipe("quick", "a", "b", epochs=1, batch_size=8, lr=0.1, per_domain_mean=True)
-    for module in (tt.dann, tk.dann):
-        source_tf, target_tf = centred.transforms(module, SOURCE, TARGET.images)
-        assert np.allclose(source_tf.mean, dann.channel_mean(SOURCE))
-        assert np.allclose(target_tf.mean, dann.channel_mean(TARGET))
+    shifted = fw.evaluate(model, TARGET, transform=lambda images: default(images) - 0.5)["accuracy"]
+    assert history["target_accuracy"][-1] == pytest.approx(shifted)
 
 
 # -- the digits network with BatchNorm (the quick recipe) ------------------------------------------

@@ -37,18 +37,18 @@ def test_numpy_scalars_become_python_numbers():
     assert type(row["loss"]) is float and type(row["accuracy"]) is float and type(row["correct"]) is int
 
 
-def test_concat_numbers_epochs_continuously():
+def test_extend_numbers_epochs_continuously():
     first, second = History(), History()
     for _ in range(2):
         first.add(stage="top", loss=1.0)
     for _ in range(3):
         second.add(stage="all", loss=0.5)  # numbered 1..3 on its own
-    joined = first + second
+    joined = History().extend(first).extend(second)
     assert joined["epoch"] == [1, 2, 3, 4, 5]
     assert joined["stage"] == ["top", "top", "all", "all", "all"]
     assert first["epoch"] == [1, 2] and second["epoch"] == [1, 2, 3]  # inputs untouched
     # a history that already continues (fit(..., history=h)) keeps its numbering
-    continued = History.concat(first, History(rows=[{**row, "epoch": row["epoch"] + 2} for row in second.rows]))
+    continued = History().extend(first).extend(History(rows=[{**row, "epoch": row["epoch"] + 2} for row in second.rows]))
     assert continued["epoch"] == [1, 2, 3, 4, 5]
 
 

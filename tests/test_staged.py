@@ -4,7 +4,7 @@ import pytest
 
 from tlcourse import lite0 as spec
 from tlcourse.data.card import Split
-from tlcourse.stages import Stage, block_lr_factors, trainable_schedule
+from tlcourse.stages import Stage, block_lr_factors, resolve_blocks
 
 NAMES = spec.BLOCK_NAMES
 SCHEDULE = [Stage("head", 1, 1e-2), Stage("block7", 1, 1e-3), Stage(("block5", "block6"), 1, 1e-4, name="middle"),
@@ -17,9 +17,9 @@ def tiny_split(n: int = 8, size: int = 32, seed: int = 0) -> Split:
 
 
 def test_stage_labels_and_schedule():
-    assert [label for label, _ in trainable_schedule(SCHEDULE, NAMES)] == ["head", "block7", "middle", "last4", "all"]
-    assert trainable_schedule(SCHEDULE, NAMES)[0] == ("head", ("head",))
-    assert trainable_schedule(SCHEDULE, NAMES)[1] == ("block7", ("block7", "top", "head"))
+    assert [stage.label for stage in SCHEDULE] == ["head", "block7", "middle", "last4", "all"]
+    assert resolve_blocks(SCHEDULE[0].blocks, NAMES) == ("head",)
+    assert resolve_blocks(SCHEDULE[1].blocks, NAMES) == ("block7", "top", "head")
     with pytest.raises(ValueError, match="lr"):
         Stage("top", 1, 0.0)
 

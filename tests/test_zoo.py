@@ -54,16 +54,18 @@ def test_importing_the_zoo_loads_no_framework():
 
 
 def test_imagenet_metadata_comes_from_torchvision_offline():
-    meta = zoo.imagenet_metadata("resnet50")
+    import tlcourse.torch as tt
+
+    meta = tt.imagenet_metadata("resnet50")
     assert meta["weights"] == "ResNet50_Weights.IMAGENET1K_V2"
     assert meta["acc@1"] == pytest.approx(80.858) and meta["acc@5"] == pytest.approx(95.434)
     assert meta["num_params"] == 25_557_032 and meta["gflops"] == pytest.approx(4.089, abs=0.01)
     assert len(meta["categories"]) == 1000
     for name in LIBRARY:
-        meta = zoo.imagenet_metadata(name)
+        meta = tt.imagenet_metadata(name)
         assert 50 < meta["acc@1"] < meta["acc@5"] < 100 and meta["gflops"] > 0
-    lite0 = zoo.imagenet_metadata("efficientnet_lite0")
-    assert lite0["categories"] == zoo.imagenet_metadata("vgg16")["categories"]
+    lite0 = tt.imagenet_metadata("efficientnet_lite0")
+    assert lite0["categories"] == tt.imagenet_metadata("vgg16")["categories"]
     assert lite0["num_params"] == 4_652_008
 
 
@@ -141,7 +143,9 @@ def test_parameter_counts_per_block_match_across_frameworks(torch_models, keras_
     keras_counts = keras_block_counts(keras_models[name], skip_conv_bias=name == "resnet50")
     assert keras_counts == torch_counts
     if name in LIBRARY:
-        assert sum(torch_counts.values()) == zoo.imagenet_metadata(name)["num_params"]
+        import tlcourse.torch as tt
+
+        assert sum(torch_counts.values()) == tt.imagenet_metadata(name)["num_params"]
 
 
 def test_keras_resnet50_differs_only_by_convolution_biases(keras_models, torch_models):

@@ -1,20 +1,21 @@
-"""The zoo as a table (tlcourse.zoo.zoo_table and its measurements), the sample photos, and the
+"""The zoo as a table (tlcourse.torch.zoo_table and its measurements), the sample photos, and the
 plots drawn from them. Models are built with random weights; only small ones are timed."""
 import numpy as np
 import pytest
 
+import tlcourse.torch as tt
 from tlcourse import zoo
 
 
 @pytest.fixture(scope="module")
 def table():
-    return zoo.zoo_table()
+    return tt.zoo_table()
 
 
 def test_table_has_a_row_per_backbone_with_the_libraries_metadata(table):
     assert [row["name"] for row in table] == list(zoo.NAMES)
     vgg = table.row("vgg16")
-    meta = zoo.imagenet_metadata("vgg16")
+    meta = tt.imagenet_metadata("vgg16")
     assert vgg["acc@1"] == meta["acc@1"] and vgg["acc@5"] == meta["acc@5"]
     assert vgg["params_m"] == pytest.approx(138.357544)
     assert vgg["weight_layers"] == 16  # 13 convolutions + 3 fully connected: the 16 in its name
@@ -25,11 +26,9 @@ def test_table_has_a_row_per_backbone_with_the_libraries_metadata(table):
 
 
 def test_lite0_gets_its_gflops_counted_with_torchvisions_convention(table):
-    import tlcourse.torch as tt
-
     # the count reproduces torchvision's published number for a model it has
     resnet = tt.backbone("resnet50", weights=None)
-    assert zoo.count_gflops(resnet) == pytest.approx(zoo.imagenet_metadata("resnet50")["gflops"], rel=1e-3)
+    assert tt.count_gflops(resnet) == pytest.approx(tt.imagenet_metadata("resnet50")["gflops"], rel=1e-3)
     lite0 = table.row("efficientnet_lite0")["gflops"]
     assert 0.3 < lite0 < table.row("resnet50")["gflops"] / 5
 
@@ -43,7 +42,7 @@ def test_text_and_html_show_every_column_and_dashes_for_missing(table):
 
 
 def test_latency_is_measured_and_can_be_dropped_again():
-    timed = zoo.zoo_table(names=("efficientnet_lite0", "mobilenet_v3_small"), latency=True, size=64, repeats=2)
+    timed = tt.zoo_table(names=("efficientnet_lite0", "mobilenet_v3_small"), latency=True, size=64, repeats=2)
     assert all(value > 0 for value in timed.column("latency_ms"))
     assert "latency_ms" in timed.columns
     plain = timed.drop("latency_ms")

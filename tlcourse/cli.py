@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import importlib.metadata
 import importlib.util
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,34 +186,34 @@ def _version(*dists: str) -> str | None:
 
 
 def _gpu_report() -> list[tuple[str, str]]:
-    """One row per framework: the GPUs it sees. Each framework is imported only here, if installed."""
+    """One row per framework: the GPUs it sees (each framework is imported only here, if installed),
+    and a warning when a GPU is present but the installed TensorFlow is the CPU-only build."""
     rows = []
-    if importlib.util.find_spec("torch") is None:
-        rows.append(("GPU (torch)", "torch not installed"))
-    else:
+    for framework, dist in (("torch", "torch"), ("keras", "tensorflow")):
+        label = f"GPU ({dist})"
+        if importlib.util.find_spec(dist) is None:
+            rows.append((label, f"{dist} not installed"))
+            continue
         try:
-            import torch
-
-            if torch.cuda.is_available():
-                names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-                rows.append(("GPU (torch)", f"CUDA {torch.version.cuda}: " + ", ".join(names)))
-            else:
-                rows.append(("GPU (torch)", "none: training runs on the CPU"))
-        except Exception as error:  # a broken CUDA set-up should be reported, not crash the doctor
-            rows.append(("GPU (torch)", f"error: {type(error).__name__}: {error}"))
-    if importlib.util.find_spec("tensorflow") is None:
-        rows.append(("GPU (tensorflow)", "tensorflow not installed"))
-    else:
-        try:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             with _native_stderr_silenced():  # TensorFlow's C++ start-up notes would break the table
-                import tensorflow as tf
-
-                gpus = tf.config.list_physical_devices("GPU")
-            rows.append(("GPU (tensorflow)", ", ".join(g.name for g in gpus) if gpus else "none: runs on the CPU"))
-        except Exception as error:
-            rows.append(("GPU (tensorflow)", f"error: {type(error).__name__}: {error}"))
+                report = importlib.import_module(f"tlcourse.{framework}.setup").gpu_report()
+            rows.append((label, report))
+        except Exception as error:  # a broken CUDA set-up should be reported, not crash the doctor
+            rows.append((label, f"error: {type(error).__name__}: {error}"))
+    torch_sees_gpu = any(label == "GPU (torch)" and value.startswith("CUDA") for label, value in rows)
+    warning = cpu_tensorflow_warning(gpu_present=torch_sees_gpu or shutil.which("nvidia-smi") is not None,
+                                     tensorflow_cpu=_version("tensorflow-cpu") is not None)
+    if warning:
+        rows.append(("warning", warning))
     return rows
+
+
+def cpu_tensorflow_warning(gpu_present: bool, tensorflow_cpu: bool) -> str | None:
+    """What to do when this machine has a GPU but Keras would train on the CPU, else ``None``."""
+    if not (gpu_present and tensorflow_cpu):
+        return None
+    return ("a GPU is present but TensorFlow is the CPU-only build (tensorflow-cpu), so Keras trains on the CPU; "
+            "for the GPU: pip uninstall -y tensorflow-cpu && pip install 'tensorflow[and-cuda]==2.21.*'")
 
 
 @contextlib.contextmanager
@@ -439,56 +441,17 @@ def _keras_models() -> Path:
 
 
 def _fetch_torch_weights(backbone: Backbone, force: bool = False) -> Path:
-    import torch
-    import torchvision.models
+    from tlcourse.torch.backbones import fetch_weights
 
-    torch.hub.set_dir(str(cache_dir("torch")))
-    enum_name, member = backbone.torch_weights.split(".")
-    weights = getattr(getattr(torchvision.models, enum_name), member)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
-    if force:
-        path.unlink(missing_ok=True)
-    # torch.hub downloads to a temporary file and renames it; check_hash compares the sha256 prefix
-    # that torchvision puts in every weight file's name.
-    weights.get_state_dict(progress=True, check_hash=True)
-    return path
+    return fetch_weights(backbone.name, force=force)
 
 
 def _fetch_keras_weights(backbone: Backbone, force: bool = False) -> Path:
-    import socket
+    if "keras" not in sys.modules:  # Keras reads KERAS_HOME once, when it is imported
+        os.environ["KERAS_HOME"] = str(cache_dir("keras"))
+    from tlcourse.keras.backbones import fetch_weights
 
-    _point_keras_at_cache()
-    import keras
-
-    models = _keras_models()
-    if force:
-        for filename in backbone.keras_files:
-            (models / filename).unlink(missing_ok=True)
-    constructor = getattr(keras.applications, backbone.keras_application)
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(60)  # Keras downloads with urllib, which otherwise waits forever
-    try:
-        for include_top in (True, False):
-            constructor(weights="imagenet", include_top=include_top)
-            keras.backend.clear_session()
-    finally:
-        socket.setdefaulttimeout(previous)
-    return models
-
-
-def _point_keras_at_cache() -> None:
-    """Keras reads KERAS_HOME once, when it is imported: set it to the tlcourse cache before that."""
-    target = str(cache_dir("keras"))
-    if "keras" not in sys.modules:
-        os.environ["KERAS_HOME"] = target
-        return
-    from keras.src.backend.config import keras_home
-
-    if os.path.abspath(keras_home()) != os.path.abspath(target):
-        raise CommandError(
-            f"Keras was imported before tlcourse could point it at {target} (it uses {keras_home()}); "
-            "run `tlcourse fetch` in a fresh process"
-        )
+    return fetch_weights(backbone.name, force=force)
 
 
 # --------------------------------------------------------------------------- course

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
+from typing import Callable
 
 PROFILES = ("quick", "full")
 DEFAULT_PROFILE = "quick"
 
 _seed: int | None = None
+_framework_seeders: list[Callable[[int], None]] = []
 
 
 def profile() -> str:
@@ -67,13 +68,20 @@ def seed_everything(seed: int = 0) -> int:
     import numpy as np
 
     np.random.seed(_seed)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(_seed)
-    if "tensorflow" in sys.modules or "keras" in sys.modules:
-        import keras
-
-        keras.utils.set_random_seed(_seed)
+    for seed_framework in _framework_seeders:
+        seed_framework(_seed)
     return _seed
+
+
+def when_seeded(seed_framework: Callable[[int], None]) -> None:
+    """Have :func:`seed_everything` call ``seed_framework(seed)`` from now on, and now if a seed is set.
+
+    ``tlcourse.torch`` and ``tlcourse.keras`` register their framework's seeding here when they are
+    imported, so that this module never imports a framework.
+    """
+    _framework_seeders.append(seed_framework)
+    if _seed is not None:
+        seed_framework(_seed)
 
 
 def current_seed() -> int | None:

@@ -15,19 +15,24 @@ drives two schedules:
 >>> round(float(adaptation_weight(0.5)), 4), round(float(annealed_lr(1.0)), 5)
 (0.9866, 0.00166)
 
-``tlcourse.torch.fit_dann`` and ``tlcourse.keras.fit_dann`` use these functions and
-:func:`paired_batches`, so both frameworks see the same batches in the same order. Plain numpy:
-importing this module imports neither torch nor TensorFlow.
+``tlcourse.torch.fit_dann`` and ``tlcourse.keras.fit_dann`` check their arguments and run their
+epochs here (:func:`checked_inputs`, :func:`train_epochs`), each handing in its own training
+step, so both frameworks see the same batches in the same order and keep the same numbers. Plain
+numpy: importing this module imports neither torch nor TensorFlow.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from tlcourse.config import profile as active_profile
+from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
+from tlcourse.history import History
 from tlcourse.training import as_split
 
 GAMMA = 10.0  # steepness of the adaptation-weight schedule
@@ -112,25 +117,13 @@ def paired_batches(num_source: int, num_target: int, batch_size: int, *, seed: i
 
 # -- recipes ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ScaledSchedule:
-    """``scale * adaptation_weight(p, gamma)``: the paper's reversal-weight schedule, rising to ``scale``."""
-
-    scale: float = 1.0
-    gamma: float = GAMMA
-
-    def __call__(self, p: float) -> float:
-        return self.scale * float(adaptation_weight(p, self.gamma))
-
-
-@dataclass(frozen=True)
 class Recipe:
     """A tested DANN set-up: which datasets, and the ``fit_dann`` settings for them.
 
     ``fit_kwargs()`` gives the training settings, e.g.
     ``fw.fit_dann(model, src.train, tgt.train, target_eval=tgt.val, **recipe.fit_kwargs())``;
     ``model_kwargs()`` the network's (``domain_hidden``, ``batchnorm``, ``filters``) for
-    ``build_dann_digits``; and ``transforms(fw, source, target)`` the ``transform`` /
-    ``target_transform`` pair for ``fit_dann`` and ``evaluate``.
+    ``build_dann_digits``. Both use the paper's reversal weight ``2 / (1 + exp(-gamma p)) - 1``.
     """
 
     profile: str
@@ -140,37 +133,20 @@ class Recipe:
     batch_size: int
     lr: float
     momentum: float = 0.9
-    lambda_max: float = 1.0  # the reversal weight rises from 0 towards this (the paper: 1)
     gamma: float = GAMMA
     domain_hidden: tuple[int, ...] = (100,)
     batchnorm: bool = False  # BatchNorm after each convolution of the digits network
     filters: tuple[int, int] = (32, 48)  # the widths of its two convolutions (the paper's: 32, 48)
-    # centre each domain's images on that domain's own channel mean (computed from its unlabelled
-    # training images): source-only and train-on-target get the same preprocessing, see transforms()
-    per_domain_mean: bool = False
     note: str = ""
 
     def fit_kwargs(self) -> dict:
-        domain_lambda = None if self.lambda_max == 1.0 else ScaledSchedule(self.lambda_max, self.gamma)
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
-                "gamma": self.gamma, "domain_lambda": domain_lambda}
+                "gamma": self.gamma}
 
     def model_kwargs(self) -> dict:
         """The ``build_dann_digits`` settings: ``fw.build_dann_digits(num_classes, shape, **recipe.model_kwargs())``."""
         return {"domain_hidden": self.domain_hidden, "batchnorm": self.batchnorm, "filters": self.filters}
 
-    def transforms(self, fw, source, target) -> tuple:
-        """``(source_transform, target_transform)`` for framework module ``fw`` (``tlcourse.torch.dann``
-        or ``tlcourse.keras.dann``), from the unlabelled training images of ``source`` and ``target``.
-
-        ``(None, None)`` (the frameworks' default scaling to [0, 1]) unless ``per_domain_mean``;
-        then each domain is centred on its own channel mean. The same pair serves every method, so
-        the baselines see exactly DANN's preprocessing: source only trains with the source transform
-        and is scored with the target one; train on target uses the target one throughout.
-        """
-        if not self.per_domain_mean:
-            return None, None
-        return fw.centred_transform(channel_mean(source)), fw.centred_transform(channel_mean(target))
 
 
 RECIPES = {
@@ -242,16 +218,6 @@ def to_rgb(data) -> Split:
     return Split(np.repeat(split.images, 3, axis=-1), split.labels)
 
 
-def channel_mean(data) -> np.ndarray:
-    """The mean of each channel over all pixels of uint8 NHWC ``data`` (a Split, a pair or images), in [0, 1].
-
-    Unsupervised information (no labels): with ``centred_transform`` in either framework, each
-    domain is centred on its own mean, as the ``per_domain_mean`` option of a :class:`Recipe` does.
-    """
-    images = target_images(data, "data")
-    return (images.reshape(-1, images.shape[-1]).mean(axis=0, dtype=np.float64) / 255.0).astype(np.float32)
-
-
 def proxy_a_distance(source_features, target_features, *, seed: int = 0) -> float:
     """How well a linear classifier tells the two domains apart from these features, from 0 to 2.
 
@@ -291,3 +257,86 @@ def describe_row(row: dict) -> str:
     names = ("loss", "accuracy", "domain_loss", "domain_accuracy", "target_accuracy")
     return ", ".join(f"{name} {row[name]:.3f}" for name in names if row.get(name) is not None)
 
+
+# -- the training loop, around a framework's step ---------------------------------------------------
+def checked_inputs(source, target_unlabelled, *, adapt: bool, val, target_eval, domain_lambda, seed):
+    """``fit_dann``'s data, checked: ``(source, target images or None, val, target_eval, batch-order seed)``.
+
+    Seeds everything first when ``seed`` is given; without one, the batch order gets a seed drawn
+    from NumPy.
+    """
+    source = as_split(source, "source")
+    if not len(source):
+        raise ValueError("the source split is empty")
+    if adapt and target_unlabelled is None:
+        raise ValueError("adapt=True needs target images: fit_dann(model, source, target_unlabelled, ...); "
+                         "pass adapt=False to train on the source alone")
+    target = target_images(target_unlabelled) if adapt else None
+    val = as_split(val, "val") if val is not None else None
+    target_eval = as_split(target_eval, "target_eval") if target_eval is not None else None
+    check_lambda(domain_lambda)
+    if seed is not None:
+        seed_everything(seed)
+    order_seed = seed if seed is not None else int(np.random.randint(2**31 - 1))
+    return source, target, val, target_eval, order_seed
+
+
+def train_epochs(source: Split, target: np.ndarray | None, *, epochs: int, batch_size: int, lr: float,
+                 lr_schedule, domain_lambda, gamma: float, order_seed: int, stage: str, progress: bool,
+                 history: History | None, framework: str, val: Split | None, target_eval: Split | None,
+                 set_schedule: Callable[[float, float], None], train_step: Callable[[np.ndarray, np.ndarray], dict],
+                 evaluate: Callable[[Split, bool], dict], begin_epoch: Callable[[], None] = lambda: None,
+                 recorded_lr: Callable[[float], float] = float) -> History:
+    """DANN's epochs, the same in both frameworks; the framework hands in what differs.
+
+    ``set_schedule(lr, lambda)`` before every step; ``train_step(source indices, target indices)``
+    trains on one pair of batches and returns its mean ``loss`` and the ``correct`` count (and,
+    when adapting, the mean ``domain_loss`` and the ``domain_correct`` count over both batches);
+    ``evaluate(split, on_target)`` scores a split with the source's or the target's transform;
+    ``begin_epoch()`` puts the model in training mode; ``recorded_lr(rate)`` is the rate as the
+    framework holds it. Adds one row per epoch to ``history`` (a new one for ``framework`` when
+    ``None``; see ``fit_dann``) and returns it.
+    """
+    adapt = target is not None
+    if history is None:
+        history = History(meta={"framework": framework})
+    history.meta["method"] = "dann" if adapt else "source only"
+    per_epoch = steps_per_epoch(len(source), batch_size)
+    total_steps = per_epoch * epochs
+    step = 0
+    for _ in range(epochs):
+        started = time.perf_counter()
+        number = history.last_epoch + 1
+        bar = tqdm(total=per_epoch, disable=not progress, unit="batch",
+                   desc=f"epoch {number}" + (f" [{stage}]" if stage else ""))
+        begin_epoch()
+        sums = {"loss": 0.0, "correct": 0, "domain_loss": 0.0, "domain_correct": 0, "domain_count": 0}
+        for source_idx, target_idx in paired_batches(len(source), len(target) if adapt else 0, batch_size,
+                                                     seed=order_seed, epoch=number):
+            _, weight, rate = schedule_values(step, total_steps, lr=lr, domain_lambda=domain_lambda,
+                                              lr_schedule=lr_schedule, gamma=gamma)
+            set_schedule(rate, weight)
+            numbers = train_step(source_idx, target_idx)
+            sums["loss"] += float(numbers["loss"]) * len(source_idx)
+            sums["correct"] += int(numbers["correct"])
+            if adapt:
+                sums["domain_loss"] += float(numbers["domain_loss"]) * 2 * len(source_idx)
+                sums["domain_correct"] += int(numbers["domain_correct"])
+                sums["domain_count"] += 2 * len(source_idx)
+            step += 1
+            bar.update()
+
+        row = {"loss": sums["loss"] / len(source), "accuracy": sums["correct"] / len(source),
+               "domain_loss": None, "domain_accuracy": None}
+        if adapt:
+            row.update(domain_loss=sums["domain_loss"] / sums["domain_count"],
+                       domain_accuracy=sums["domain_correct"] / sums["domain_count"])
+        row["lambda"] = weight if adapt else 0.0
+        for split, on_target, prefix in ((val, False, "val"), (target_eval, True, "target")):
+            if split is not None:
+                scores = evaluate(split, on_target)
+                row.update({f"{prefix}_loss": scores["loss"], f"{prefix}_accuracy": scores["accuracy"]})
+        row = history.add(epoch=number, stage=stage, lr=recorded_lr(rate), seconds=time.perf_counter() - started, **row)
+        bar.set_postfix_str(describe_row(row), refresh=False)
+        bar.close()
+    return history

@@ -66,17 +66,6 @@ class History:
         self.meta = {**other.meta, **self.meta}
         return self
 
-    @classmethod
-    def concat(cls, *histories: History) -> History:
-        """A new history with the given ones one after another, epochs numbered continuously."""
-        joined = cls()
-        for history in histories:
-            joined.extend(history)
-        return joined
-
-    def __add__(self, other: History) -> History:
-        return History.concat(self, other)
-
     # -- reading ----------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.rows)

@@ -386,6 +386,16 @@ def check_images(images, gray_to_rgb: bool = False) -> np.ndarray:
     return images
 
 
+def checked_and_cropped(images, *, crop: bool = False, gray_to_rgb: bool = False) -> np.ndarray:
+    """Steps 1 and 2 of both frameworks' ``preprocess``: :func:`check_images`, then, with ``crop``,
+    the largest centred square of every image."""
+    batch = check_images(images, gray_to_rgb=gray_to_rgb)
+    if crop:
+        top, left, side = center_square(batch.shape[1], batch.shape[2])
+        batch = batch[:, top : top + side, left : left + side]
+    return batch
+
+
 def center_square(height: int, width: int) -> tuple[int, int, int]:
     """``(top, left, side)`` of the largest centred square: the crop ``preprocess()`` takes."""
     side = min(height, width)

@@ -246,9 +246,9 @@ def _show_now(fig) -> None:
 
 
 def plot_zoo(table, x: str = "gflops", y: str = "acc@1", *, title: str | None = None, figsize=(6.5, 4.0)):
-    """Accuracy against cost for the backbones of a ``tlcourse.zoo.ZooTable``: one bubble per model,
+    """Accuracy against cost for the backbones of a ``tlcourse.zoo.ZooTable`` (``tlcourse.torch.zoo_table()``): one bubble per model,
     its area proportional to the parameter count, x on a log scale. ``x`` is ``"gflops"``,
-    ``"latency_ms"`` (after ``zoo_table(latency=True)``) or ``"params_m"``; rows missing ``x`` or
+    ``"latency_ms"`` (after ``tlcourse.torch.zoo_table(latency=True)``) or ``"params_m"``; rows missing ``x`` or
     ``y`` are left out. Assign the returned Figure (``fig = plot_zoo(...)``)."""
     import matplotlib.pyplot as plt
 

@@ -29,12 +29,12 @@ def framework_versions() -> dict[str, str | None]:
 
 
 def device() -> str:
-    """``cuda`` when torch sees a GPU, else ``cpu``. Imports torch only if it is installed."""
+    """``cuda`` when torch sees a GPU, else ``cpu``. Imports ``tlcourse.torch`` only if torch is installed."""
     if importlib.util.find_spec("torch") is None:
         return "cpu"
-    import torch
+    from tlcourse.torch.setup import device as torch_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch_device()
 
 
 def setup(verbose: bool = True) -> dict:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
+
+from tlcourse.history import History
 
 BlockSpec = Union[str, int, Sequence[str]]
 
@@ -128,11 +130,6 @@ class Stage:
         return self.name if self.name is not None else describe_blocks(self.blocks)
 
 
-def trainable_schedule(stages: Sequence[Stage], block_names: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """``(stage label, trainable blocks)`` for each stage: what ``fit_staged`` will do, without training."""
-    return [(stage.label, resolve_blocks(stage.blocks, block_names)) for stage in stages]
-
-
 @dataclass(frozen=True)
 class BlockCount:
     block: str
@@ -234,3 +231,24 @@ def check_staged_arguments(stages, optimizer, fit_kwargs: dict) -> list[Stage]:
     if not stages or not all(isinstance(stage, Stage) for stage in stages):
         raise ValueError("stages must be a non-empty list of tlcourse.stages.Stage(blocks, epochs, lr)")
     return stages
+
+
+def run_stages(model, train, val, stages, *, framework: str, apply_stage: Callable, fit: Callable,
+               layerwise_optimizer: Callable, train_batchnorm: bool, lr_decay: float | None, optimizer: str,
+               history, fit_kwargs: dict):
+    """``fit_staged`` in either framework, given that framework's ``apply_stage``, ``fit`` and
+    ``layerwise_optimizer``: for each stage, freeze all, unfreeze its blocks and fit, the History
+    continuing across stages (a new one for ``framework`` when no stage trains)."""
+    stages = check_staged_arguments(stages, optimizer, fit_kwargs)
+    for stage in stages:
+        if stage.epochs == 0:
+            continue
+        apply_stage(model, stage, train_batchnorm)
+        opt = optimizer
+        if lr_decay is not None:
+            # the options fit() would have given a named optimizer; fit ignores them for a ready-made one
+            opt = layerwise_optimizer(model, stage.lr, lr_decay, optimizer, weight_decay=fit_kwargs.get("weight_decay", 0.0),
+                                      momentum=fit_kwargs.get("momentum", 0.9), nesterov=fit_kwargs.get("nesterov", False))
+        history = fit(model, train, val, stage.epochs, lr=stage.lr, optimizer=opt, stage=stage.label,
+                      history=history, **fit_kwargs)
+    return history if history is not None else History(meta={"framework": framework})

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from tlcourse.config import seed_everything
 from tlcourse.data.card import Dataset, Split
 
 
@@ -19,6 +20,42 @@ def as_split(data, name: str) -> Split:
     if not np.issubdtype(labels.dtype, np.integer) or (len(labels) and labels.min() < 0):
         raise ValueError(f"{name} labels must be class indices 0..C-1 (integers), got {labels.dtype}")
     return split
+
+
+def checked_fit_inputs(train, val, *, early_stopping, resume: bool, checkpoint, penalty, seed):
+    """``fit``'s data and options, checked the same way in both frameworks: returns ``(train, val)``
+    as Splits, after seeding everything when ``seed`` is given."""
+    train = as_split(train, "train")
+    if not len(train):
+        raise ValueError("the training split is empty")
+    val = as_split(val, "val") if val is not None else None
+    if early_stopping is not None and val is None:
+        raise ValueError("early_stopping watches val_loss: pass a validation split, fit(model, train, val, ...)")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=<path> to resume from")
+    if penalty is not None and not callable(penalty):
+        raise TypeError(f"penalty must be a function model -> scalar tensor, such as L2SP(model); got {penalty!r}")
+    if seed is not None:
+        seed_everything(seed)
+    return train, val
+
+
+def check_logits_shape(shape, labels: np.ndarray) -> None:
+    """Fail early, with the fix, when a model's logits (``shape``, for a small batch) cannot fit the labels."""
+    if len(shape) != 2:
+        raise ValueError(f"the model should output logits of shape (batch, classes), got {tuple(shape)}")
+    needed = int(labels.max()) + 1
+    if shape[1] < needed:
+        raise ValueError(f"the model outputs {shape[1]} classes but the labels go up to {needed - 1}; "
+                         f"give it a {needed}-class head, e.g. swap_head(model, num_classes={needed})")
+
+
+def run_record(checkpoint_format: str, epoch_offset: int, shuffle_seed: int) -> dict:
+    """What ``fit`` keeps about a run in its checkpoint, beside the weights. This call's first epoch is
+    numbered ``epoch_offset + 1``; each epoch's batch order depends only on ``shuffle_seed`` and the
+    epoch number, so a resumed run sees the same batches."""
+    return {"format": checkpoint_format, "epoch_offset": epoch_offset, "shuffle_seed": shuffle_seed,
+            "epochs_done": 0, "stopped_early": False}
 
 
 def lr_factor(schedule, epoch: int, epochs: int) -> float:

@@ -5,8 +5,9 @@ ipywidgets is imported when a control is built; neither torch nor TensorFlow is 
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
+
+from tlcourse.frameworks import half_for
 
 __all__ = ["top5_browser", "frozen_blocks_summary", "freeze_slider", "head_explorer"]
 
@@ -57,50 +58,22 @@ def top5_browser(names: Sequence[str], images, predictions: Mapping[str, Sequenc
 
 
 # -- how many parameters train when the first k blocks are frozen --------------------------------
-def _framework(model):
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module):
-        import tlcourse.torch as framework
-    else:
-        import tlcourse.keras as framework
-    return framework
-
-
-def _flags(model, framework):
-    if framework.__name__ == "tlcourse.torch":
-        return [p.requires_grad for p in model.parameters()]
-    return model.trainable, [layer.trainable for layer in model.layers]
-
-
-def _restore(model, framework, flags) -> None:
-    if framework.__name__ == "tlcourse.torch":
-        for parameter, flag in zip(model.parameters(), flags):
-            parameter.requires_grad_(flag)
-        return
-    container, layer_flags = flags
-    model.trainable = True  # opens every layer; then each gets its own flag back
-    for layer, flag in zip(model.layers, layer_flags):
-        layer.trainable = flag
-    if not container:
-        model.trainable = False
-
-
 def frozen_blocks_summary(model, frozen: int):
     """The ``summary`` table of ``model`` had its first ``frozen`` blocks been frozen and the rest
     unfrozen (BatchNorm kept frozen, the library's default), in PyTorch or Keras. The model's own
     trainable flags are put back afterwards, so this only looks."""
-    framework = _framework(model)
+    framework = half_for(model)
     names = list(framework.blocks(model))
     if not 0 <= frozen <= len(names):
         raise ValueError(f"frozen must be between 0 and {len(names)} (the model's blocks: {', '.join(names)})")
-    saved = _flags(model, framework)
+    saved = framework.trainable_flags(model)
     try:
         framework.freeze(model)
         if frozen < len(names):
             framework.unfreeze(model, names[frozen:])
         return framework.summary(model)
     finally:
-        _restore(model, framework, saved)
+        framework.restore_trainable_flags(model, saved)
 
 
 def freeze_slider(model):
@@ -109,7 +82,7 @@ def freeze_slider(model):
     model's flags do not change."""
     import ipywidgets as widgets
 
-    framework = _framework(model)
+    framework = half_for(model)
     names = list(framework.blocks(model))
     current = next((i for i, row in enumerate(framework.summary(model)) if row.trainable), len(names))
     slider = widgets.IntSlider(value=current, min=0, max=len(names), description="frozen blocks",

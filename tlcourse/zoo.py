@@ -6,8 +6,9 @@ in each framework, the names of its blocks (input to output, the same in PyTorch
 profile uses it. ``tlcourse.torch.backbone`` and ``tlcourse.keras.backbone`` build the models;
 ``tlcourse fetch`` reads the weight file names from here.
 
-Importing this module imports neither torch nor TensorFlow; :func:`imagenet_metadata` imports
-torchvision when it is called.
+Importing this module imports neither torch nor TensorFlow. What needs a framework (the ImageNet
+metadata torchvision keeps with its weights, counting and timing a model: :func:`tlcourse.torch.zoo_table`)
+is in ``tlcourse/torch/zoo.py``.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import difflib
 from dataclasses import dataclass
 
 from tlcourse import lite0 as _lite0
-from tlcourse.memory import releases_memory
 
 # The quick profile's training chapters run EfficientNet-Lite0 on 96-pixel images so that a
 # notebook trains in a minute or two on 2 CPU cores; chapter 01 shows ImageNet predictions, which
@@ -172,46 +172,6 @@ def fetch_hint(name: str) -> str:
     return f"run `tlcourse fetch {name}` on a machine with network (then copy the tlcourse cache here)"
 
 
-def imagenet_metadata(name: str) -> dict:
-    """ImageNet facts of a backbone from torchvision's weight metadata, read offline.
-
-    Returns ``{"acc@1", "acc@5", "num_params", "gflops", "file_size_mb", "categories", "recipe",
-    "weights"}``. The accuracies are torchvision's (single 224-crop ImageNet-1k validation); the
-    Keras weights of the same architecture score a little differently. EfficientNet-Lite0 is not
-    in torchvision: its numbers are those published with the TensorFlow release, and its GFLOPs
-    are left ``None``.
-    """
-    backbone = card(name)
-    if backbone.torch_weights is None:
-        categories = list(_lite0.imagenet_categories())
-        return {
-            "acc@1": 75.1,  # FP32 accuracy in tensorflow/tpu, models/official/efficientnet/lite/README.md
-            "acc@5": None,
-            "num_params": _lite0.PARAMETER_COUNT,
-            "gflops": None,
-            "file_size_mb": None,
-            "categories": categories,
-            "recipe": "https://github.com/tensorflow/tpu/tree/master/models/official/efficientnet/lite",
-            "weights": _lite0.WEIGHTS_WHEEL,
-        }
-    import torchvision.models
-
-    enum_name, member = backbone.torch_weights.split(".")
-    weights = getattr(getattr(torchvision.models, enum_name), member)
-    meta = weights.meta
-    metrics = meta["_metrics"]["ImageNet-1K"]
-    return {
-        "acc@1": metrics["acc@1"],
-        "acc@5": metrics["acc@5"],
-        "num_params": meta["num_params"],
-        "gflops": meta.get("_ops"),
-        "file_size_mb": meta.get("_file_size"),
-        "categories": list(meta["categories"]),
-        "recipe": meta.get("recipe"),
-        "weights": backbone.torch_weights,
-    }
-
-
 # --- the zoo as a table: metadata, plus counts and timings measured on this machine ----------------
 
 # Columns of :func:`zoo_table`, with the words a reader sees.
@@ -226,58 +186,6 @@ ZOO_COLUMNS = {
     "file_size_mb": "weights (MB)",
     "latency_ms": "latency (ms)",
 }
-
-
-def count_gflops(model, size: int = 224) -> float:
-    """Billions of multiply-adds of one forward pass of a PyTorch ``model`` on a ``size`` image.
-
-    Counted with ``torch.utils.flop_counter`` (which counts a multiply-add as two operations) and
-    halved, the convention of torchvision's weight metadata (``meta["_ops"]``, "GFLOPS"), so the
-    numbers agree with it; this is how EfficientNet-Lite0, which torchvision lacks, gets its own.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    device = next(model.parameters()).device
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        model.eval()(torch.zeros(1, 3, size, size, device=device))
-    return counter.get_total_flops() / 2e9
-
-
-def weight_layers(model) -> int:
-    """Convolutions plus fully connected layers of a PyTorch model: the layers that hold weights
-    and transform features (VGG16's 13 + 3 = 16, the number in its name). BatchNorm, activations
-    and pooling are not counted; Keras's "depth" column counts those too, so it is larger."""
-    from torch import nn
-
-    return sum(isinstance(module, (nn.Conv2d, nn.Linear)) for module in model.modules())
-
-
-def measure_latency(model, size: int = 224, batch: int = 1, repeats: int = 5, warmup: int = 1) -> float:
-    """Milliseconds of one forward pass of a PyTorch ``model`` on a ``(batch, 3, size, size)``
-    input, on the model's device and this machine's threads: the fastest of ``repeats`` passes
-    after ``warmup`` untimed ones. Other programs on a busy machine only ever slow a pass down, so
-    the fastest is the steadiest estimate of what the model itself costs. Random weights time the
-    same as trained ones. The number depends on the machine: compare backbones within one run."""
-    import time
-
-    import torch
-
-    device = next(model.parameters()).device
-    x = torch.zeros(batch, 3, size, size, device=device)
-    timings = []
-    model.eval()
-    with torch.inference_mode():
-        for attempt in range(warmup + repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if attempt >= warmup:
-                timings.append((time.perf_counter() - started) * 1000)
-    return min(timings)
 
 
 class ZooTable:
@@ -353,43 +261,6 @@ class ZooTable:
             for line in self._lines()
         )
         return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def zoo_table(names=NAMES, *, latency: bool = False, size: int = 224, repeats: int = 5) -> ZooTable:
-    """The catalogue as a table: ImageNet accuracy from the libraries' metadata, and parameters,
-    weight layers and GFLOPs counted on the PyTorch model, built with random weights (offline).
-
-    ``latency=True`` adds the milliseconds of one image of ``size`` pixels on this machine
-    (:func:`measure_latency`), which vary from run to run. Imports torch (and torchvision).
-    """
-    return ZooTable([_zoo_row(name, latency, size, repeats) for name in names])
-
-
-@releases_memory
-def _zoo_row(name: str, latency: bool, size: int, repeats: int) -> dict:
-    """One row of :func:`zoo_table`; the model is gone (and its memory handed back) when it returns,
-    so VGG16's half a gigabyte of weights never sits beside the next model's."""
-    from tlcourse.torch import backbone
-
-    meta = imagenet_metadata(name)
-    model = backbone(name, weights=None)
-    params = sum(p.numel() for p in model.parameters())
-    if params != meta["num_params"]:  # pragma: no cover - would mean a different architecture
-        raise AssertionError(f"{name}: {params} parameters, but its metadata says {meta['num_params']}")
-    gflops = meta["gflops"] if meta["gflops"] is not None else round(count_gflops(model, 224), 3)
-    row = {
-        "name": name,
-        "profile": card(name).profile,
-        "acc@1": meta["acc@1"],
-        "acc@5": meta["acc@5"],
-        "params_m": params / 1e6,
-        "weight_layers": weight_layers(model),
-        "gflops": gflops,
-        "file_size_mb": meta["file_size_mb"],
-    }
-    if latency:
-        row["latency_ms"] = measure_latency(model, size=size, repeats=repeats)
-    return row
 
 
 # --- photos to try an ImageNet classifier on -------------------------------------------------------

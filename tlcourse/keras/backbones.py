@@ -192,6 +192,37 @@ def _cached_file(card: zoo.Backbone) -> Path:
     return Path(keras_home()) / "models" / card.keras_files[0]
 
 
+def fetch_weights(name: str, force: bool = False) -> Path:
+    """Download ``name``'s ImageNet weights, with and without the classifier, into the course's cache
+    (``tlcourse fetch`` calls this); ``force`` deletes cached copies first. Returns the folder."""
+    import socket
+
+    from keras.src.backend.config import keras_home
+
+    from tlcourse.config import cache_dir
+
+    card = zoo.card(name)
+    if card.keras_application is None:
+        raise ValueError(f"{name} is not in keras.applications: the course builds it (tlcourse fetch converts its weights)")
+    models = cache_dir("keras") / "models"
+    if Path(keras_home()).resolve() != models.parent.resolve():
+        raise ValueError(f"Keras keeps its weights in {keras_home()}, not in the course's cache {models.parent}: "
+                         "it was imported before tlcourse could point it there; run `tlcourse fetch` in a fresh process")
+    if force:
+        for filename in card.keras_files:
+            (models / filename).unlink(missing_ok=True)
+    constructor = getattr(keras.applications, card.keras_application)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(60)  # Keras downloads with urllib, which otherwise waits forever
+    try:
+        for include_top in (True, False):
+            constructor(weights="imagenet", include_top=include_top)
+            keras.backend.clear_session()
+    finally:
+        socket.setdefaulttimeout(previous)
+    return models
+
+
 def _offline_error(card: zoo.Backbone, reason: str) -> OSError:
     return OSError(
         f"the ImageNet weights of {card.name} for Keras are not cached ({_cached_file(card)}) and "

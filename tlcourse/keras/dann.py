@@ -16,16 +16,13 @@ The schedules, the batch pairing and the recipes are framework-free, in :mod:`tl
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from tlcourse import dann as shared
-from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.keras.lite0 import torch_layout
@@ -34,7 +31,7 @@ from tlcourse.memory import releases_memory
 from tlcourse.training import as_split
 
 __all__ = ["GradientReversal", "reverse_gradient", "DANN", "build_dann", "build_dann_digits", "fit_dann",
-           "dann_features", "centred_transform"]
+           "dann_features"]
 
 
 # -- the gradient-reversal layer ------------------------------------------------------------------
@@ -157,23 +154,6 @@ def build_dann_digits(num_classes: int = 10, input_shape: tuple[int, int, int] =
     return build_dann(features, num_classes, input_shape, (100, 100), domain_hidden)
 
 
-class centred_transform:
-    """uint8 NHWC images → float32 NHWC in [0, 1] minus ``mean`` per channel (``tlcourse.dann.channel_mean``).
-
-    The paper subtracts the mean image before training; with one mean per domain, each computed
-    from that domain's images alone (no labels), the two domains start from the same average colour.
-    """
-
-    def __init__(self, mean):
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
-
-    def __call__(self, images):
-        return default_transform(images) - self.mean
-
-    def __repr__(self) -> str:
-        return f"centred_transform({np.round(self.mean, 4).tolist()})"
-
-
 # -- training -------------------------------------------------------------------------------------
 @releases_memory
 def fit_dann(
@@ -219,9 +199,7 @@ def fit_dann(
     domain_lambda: ``None`` for the paper's ``2 / (1 + exp(-gamma p)) - 1``, or a constant, or
         a function progress → lambda.
     transform: uint8 images → the network's input, for the source batches and ``val`` (default:
-        scaled to [0, 1]). target_transform: the same for the target batches and ``target_eval``
-        (default: ``transform``); e.g. ``centred_transform(channel_mean(target images))`` to
-        centre each domain on its own mean (see :func:`centred_transform`).
+        scaled to [0, 1]). target_transform: the same for the target batches and ``target_eval`` (default: ``transform``).
     seed: seeds Python, numpy and TensorFlow and fixes the batch order, so a CPU run repeats exactly.
 
     Returns the shared :class:`History`, one row per epoch: ``loss`` and ``accuracy`` (label loss
@@ -230,77 +208,38 @@ def fit_dann(
     (their values at the epoch's last step), ``val_*`` and ``target_loss`` / ``target_accuracy``
     when those splits are given.
     """
-    source = as_split(source, "source")
-    if not len(source):
-        raise ValueError("the source split is empty")
-    if adapt and target_unlabelled is None:
-        raise ValueError("adapt=True needs target images: fit_dann(model, source, target_unlabelled, ...); "
-                         "pass adapt=False to train on the source alone")
-    target = shared.target_images(target_unlabelled) if adapt else None
-    val = as_split(val, "val") if val is not None else None
-    target_eval = as_split(target_eval, "target_eval") if target_eval is not None else None
-    shared.check_lambda(domain_lambda)
+    source, target, val, target_eval, order_seed = shared.checked_inputs(
+        source, target_unlabelled, adapt=adapt, val=val, target_eval=target_eval, domain_lambda=domain_lambda, seed=seed)
     if not isinstance(model, DANN):
         raise TypeError(f"fit_dann trains a DANN (features, label_head, domain_head), got {type(model).__name__}; "
                         "wrap your network with build_dann(features, num_classes, ...)")
-    if seed is not None:
-        seed_everything(seed)
-    order_seed = seed if seed is not None else int(np.random.randint(2**31 - 1))
-
     transform = transform or default_transform
     target_transform = target_transform or transform
     parts = [model.features, model.label_head] + ([model.domain_head] if adapt else [])
     trainable = [v for part in parts for v in part.trainable_variables]
     opt = _make_optimizer(optimizer, lr, momentum)
     opt.build(trainable)
-    train_step = _make_train_step(model, opt, trainable, adapt)
+    compiled_step = _make_train_step(model, opt, trainable, adapt)
 
-    if history is None:
-        history = History(meta={"framework": "keras"})
-    history.meta["method"] = "dann" if adapt else "source only"
-    per_epoch = shared.steps_per_epoch(len(source), batch_size)
-    total_steps = per_epoch * epochs
-    step = 0
-    for epoch in range(epochs):
-        started = time.perf_counter()
-        number = history.last_epoch + 1
-        bar = tqdm(total=per_epoch, disable=not progress, unit="batch",
-                   desc=f"epoch {number}" + (f" [{stage}]" if stage else ""))
-        sums = {"loss": 0.0, "correct": 0, "domain_loss": 0.0, "domain_correct": 0, "domain_count": 0}
-        batches = shared.paired_batches(len(source), len(target) if adapt else 0, batch_size,
-                                        seed=order_seed, epoch=number)
-        for source_idx, target_idx in batches:
-            _, weight, rate = shared.schedule_values(step, total_steps, lr=lr, domain_lambda=domain_lambda,
-                                                     lr_schedule=lr_schedule, gamma=gamma)
-            opt.learning_rate = rate
-            if adapt:
-                model.reversal.lambda_ = weight
-            images = transform(source.images[source_idx])
-            labels = tf.constant(source.labels[source_idx].astype(np.int32))
-            targets = target_transform(target[target_idx]) if adapt else tf.zeros((0,))
-            numbers = train_step(images, labels, targets)
-            _accumulate(sums, numbers, len(source_idx), adapt)
-            step += 1
-            bar.update()
-
-        row = {"loss": sums["loss"] / len(source), "accuracy": sums["correct"] / len(source),
-               "domain_loss": None, "domain_accuracy": None}
+    def set_schedule(rate: float, weight: float) -> None:
+        opt.learning_rate = rate
         if adapt:
-            row.update(domain_loss=sums["domain_loss"] / sums["domain_count"],
-                       domain_accuracy=sums["domain_correct"] / sums["domain_count"])
-        row.update({"lambda": weight if adapt else 0.0})
-        if val is not None:
-            scores = evaluate(model, val, transform=transform)
-            row.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
-        if target_eval is not None:
-            scores = evaluate(model, target_eval, transform=target_transform)
-            row.update(target_loss=scores["loss"], target_accuracy=scores["accuracy"])
+            model.reversal.lambda_ = weight
+
+    def train_step(source_idx: np.ndarray, target_idx: np.ndarray) -> dict:
+        images = transform(source.images[source_idx])
+        labels = tf.constant(source.labels[source_idx].astype(np.int32))
+        targets = target_transform(target[target_idx]) if adapt else tf.zeros((0,))
+        return dict(zip(("loss", "correct", "domain_loss", "domain_correct"), compiled_step(images, labels, targets)))
+
+    return shared.train_epochs(
+        source, target, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+        domain_lambda=domain_lambda, gamma=gamma, order_seed=order_seed, stage=stage, progress=progress,
+        history=history, framework="keras", val=val, target_eval=target_eval, set_schedule=set_schedule,
+        train_step=train_step,
+        evaluate=lambda split, on_target: evaluate(model, split, transform=target_transform if on_target else transform),
         # Keras keeps the rate in float32: record the shortest decimal of that float32, as fit does
-        row = history.add(epoch=number, stage=stage, lr=float(str(np.float32(rate))),
-                          seconds=time.perf_counter() - started, **row)
-        bar.set_postfix_str(shared.describe_row(row), refresh=False)
-        bar.close()
-    return history
+        recorded_lr=lambda rate: float(str(np.float32(rate))))
 
 
 def _make_optimizer(name: str, lr: float, momentum: float) -> keras.optimizers.Optimizer:
@@ -339,15 +278,6 @@ def _make_train_step(model: DANN, optimizer, trainable: list, adapt: bool):
         return label_loss, correct, domain_loss, domain_correct
 
     return train_step
-
-
-def _accumulate(sums: dict, numbers, count: int, adapt: bool) -> None:
-    sums["loss"] += float(numbers[0]) * count
-    sums["correct"] += int(numbers[1])
-    if adapt:
-        sums["domain_loss"] += float(numbers[2]) * 2 * count
-        sums["domain_correct"] += int(numbers[3])
-        sums["domain_count"] += 2 * count
 
 
 # -- weights from PyTorch ---------------------------------------------------------------------------

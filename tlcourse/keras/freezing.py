@@ -122,3 +122,17 @@ def summary(model: keras.Model) -> ParameterTable:
                 frozen += count
         rows.append(BlockCount(name, trainable, frozen))
     return ParameterTable(rows)
+
+
+def trainable_flags(model: keras.Model) -> tuple:
+    """The model's and each layer's ``trainable``, to put back later with :func:`restore_trainable_flags`."""
+    return model.trainable, [layer.trainable for layer in model.layers]
+
+
+def restore_trainable_flags(model: keras.Model, flags: tuple) -> None:
+    container, layer_flags = flags
+    model.trainable = True  # opens every layer; then each gets its own flag back
+    for layer, flag in zip(model.layers, layer_flags):
+        layer.trainable = flag
+    if not container:
+        model.trainable = False

@@ -29,10 +29,7 @@ def preprocess(
        the EfficientNet-Lite0 weights expect);
     5. keep channels last, NHWC, Keras's layout.
     """
-    batch = spec.check_images(images, gray_to_rgb=gray_to_rgb)
-    if crop:
-        top, left, side = spec.center_square(batch.shape[1], batch.shape[2])
-        batch = batch[:, top : top + side, left : left + side]
+    batch = spec.checked_and_cropped(images, crop=crop, gray_to_rgb=gray_to_rgb)
     x = keras.ops.convert_to_tensor(np.ascontiguousarray(batch), dtype="float32")
     if tuple(batch.shape[1:3]) != (size, size):
         x = keras.ops.image.resize(x, (size, size), interpolation="bilinear", antialias=True)

@@ -15,7 +15,7 @@ from tlcourse.history import History
 from tlcourse.keras.freezing import blocks, freeze, unfreeze
 from tlcourse.keras.layerwise import layerwise_optimizer
 from tlcourse.keras.train import fit
-from tlcourse.stages import Stage, check_staged_arguments, resolve_blocks
+from tlcourse.stages import Stage, resolve_blocks, run_stages
 
 __all__ = ["Stage", "apply_stage", "fit_staged", "DEFAULT_STAGES"]
 
@@ -49,18 +49,7 @@ def fit_staged(
 
     Returns the History, epochs numbered on across stages, each row's ``stage`` the stage's label.
     """
-    stages = check_staged_arguments(stages, optimizer, fit_kwargs)
-    for stage in stages:
-        if stage.epochs == 0:
-            continue
-        apply_stage(model, stage, train_batchnorm)
-        opt = _stage_optimizer(model, stage, optimizer, lr_decay, fit_kwargs) if lr_decay is not None else optimizer
-        history = fit(model, train, val, stage.epochs, lr=stage.lr, optimizer=opt, stage=stage.label,
-                      history=history, **fit_kwargs)
-    return history if history is not None else History(meta={"framework": "keras"})
+    return run_stages(model, train, val, stages, framework="keras", apply_stage=apply_stage, fit=fit,
+                      layerwise_optimizer=layerwise_optimizer, train_batchnorm=train_batchnorm, lr_decay=lr_decay,
+                      optimizer=optimizer, history=history, fit_kwargs=fit_kwargs)
 
-
-def _stage_optimizer(model, stage: Stage, optimizer: str, lr_decay: float, fit_kwargs: dict):
-    # the options fit() would have given a named optimizer; fit ignores them for a ready-made one
-    return layerwise_optimizer(model, stage.lr, lr_decay, optimizer, weight_decay=fit_kwargs.get("weight_decay", 0.0),
-                               momentum=fit_kwargs.get("momentum", 0.9), nesterov=fit_kwargs.get("nesterov", False))

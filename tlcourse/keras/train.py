@@ -23,12 +23,11 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.keras.conservative import L2SP
 from tlcourse.memory import releases_memory
-from tlcourse.training import as_split, lr_factor
+from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, lr_factor, run_record
 
 __all__ = ["fit", "evaluate", "predict"]
 
@@ -307,21 +306,12 @@ def fit(
         stays the cross-entropy alone. An L2SP/L2 penalty cannot be combined with weight decay,
         and its snapshot is kept in the checkpoint.
     """
-    train = as_split(train, "train")
-    if not len(train):
-        raise ValueError("the training split is empty")
-    val = as_split(val, "val") if val is not None else None
-    if early_stopping is not None and val is None:
-        raise ValueError("early_stopping watches val_loss: pass a validation split, fit(model, train, val, ...)")
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=<path> to resume from")
+    train, val = checked_fit_inputs(train, val, early_stopping=early_stopping, resume=resume, checkpoint=checkpoint,
+                                    penalty=penalty, seed=seed)
     _check_num_classes(model, train, transform)
     if not model.trainable_weights:
         raise ValueError("every weight is frozen, so there is nothing to train; unfreeze some layers first")
-    if penalty is not None and not callable(penalty):
-        raise TypeError(f"penalty must be a function model -> scalar tensor, such as L2SP(model); got {penalty!r}")
     if seed is not None:
-        seed_everything(seed)
         for i, generator in enumerate(_seed_generators(model)):  # Dropout & co. draw from these
             generator.state.assign(np.array([seed + i, 0], dtype=generator.state.dtype))
 
@@ -337,14 +327,8 @@ def fit(
     model.compile(optimizer=opt, loss=loss, metrics=metrics)
     if history is None:
         history = History(meta={"framework": "keras"})
-    run = {
-        "format": _CHECKPOINT_FORMAT,
-        "epoch_offset": history.last_epoch,  # this call's first epoch is numbered epoch_offset + 1
-        # each epoch's order depends only on this seed and the epoch number (see _pipeline)
-        "shuffle_seed": seed if seed is not None else int(np.random.randint(2**31 - 1)),
-        "epochs_done": 0,
-        "stopped_early": False,
-    }
+    # each epoch's order depends only on this seed and the epoch number (see _pipeline)
+    run = run_record(_CHECKPOINT_FORMAT, history.last_epoch, seed if seed is not None else int(np.random.randint(2**31 - 1)))
     resumed_stopper = None
     if resume and Path(checkpoint).exists():
         saved, best_weights = _load_checkpoint(Path(checkpoint), model, penalty)
@@ -388,12 +372,7 @@ def fit(
 
 def _check_num_classes(model: keras.Model, train: Split, transform) -> None:
     logits = model((transform or default_transform)(train.images[:2]), training=False)
-    if len(logits.shape) != 2:
-        raise ValueError(f"the model should output logits of shape (batch, classes), got {tuple(logits.shape)}")
-    needed = int(train.labels.max()) + 1
-    if logits.shape[1] < needed:
-        raise ValueError(f"the model outputs {logits.shape[1]} classes but the labels go up to {needed - 1}; "
-                         f"give it a {needed}-class head, e.g. swap_head(model, num_classes={needed})")
+    check_logits_shape(tuple(logits.shape), train.labels)
 
 
 # -- evaluation ---------------------------------------------------------------------------------

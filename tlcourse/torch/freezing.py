@@ -98,3 +98,13 @@ def summary(model: nn.Module) -> ParameterTable:
         frozen = sum(p.numel() for p in block.parameters() if not p.requires_grad)
         rows.append(BlockCount(name, trainable, frozen))
     return ParameterTable(rows)
+
+
+def trainable_flags(model: nn.Module) -> list[bool]:
+    """Each parameter's ``requires_grad``, to put back later with :func:`restore_trainable_flags`."""
+    return [parameter.requires_grad for parameter in model.parameters()]
+
+
+def restore_trainable_flags(model: nn.Module, flags: list[bool]) -> None:
+    for parameter, flag in zip(model.parameters(), flags):
+        parameter.requires_grad_(flag)

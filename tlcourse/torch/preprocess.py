@@ -32,10 +32,7 @@ def preprocess(
 
     The result is on the CPU; move it with ``.to(device)``.
     """
-    batch = spec.check_images(images, gray_to_rgb=gray_to_rgb)
-    if crop:
-        top, left, side = spec.center_square(batch.shape[1], batch.shape[2])
-        batch = batch[:, top : top + side, left : left + side]
+    batch = spec.checked_and_cropped(images, crop=crop, gray_to_rgb=gray_to_rgb)
     x = torch.from_numpy(batch.astype(np.float32)).permute(0, 3, 1, 2)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from torch import nn
 
 from tlcourse.history import History
-from tlcourse.stages import Stage, check_staged_arguments, resolve_blocks
+from tlcourse.stages import Stage, resolve_blocks, run_stages
 from tlcourse.torch.freezing import blocks, freeze, unfreeze
 from tlcourse.torch.layerwise import layerwise_optimizer
 from tlcourse.torch.train import fit
@@ -27,12 +26,6 @@ def apply_stage(model: nn.Module, stage: Stage, train_batchnorm: bool = False) -
     freeze(model)
     unfreeze(model, stage.blocks, train_batchnorm=train_batchnorm)
     return resolve_blocks(stage.blocks, tuple(blocks(model)))
-
-
-def _stage_optimizer(model, stage: Stage, optimizer: str, lr_decay: float, fit_kwargs: dict) -> torch.optim.Optimizer:
-    # the options fit() would have given a named optimizer; fit ignores them for a ready-made one
-    return layerwise_optimizer(model, stage.lr, lr_decay, optimizer, weight_decay=fit_kwargs.get("weight_decay", 0.0),
-                               momentum=fit_kwargs.get("momentum", 0.9), nesterov=fit_kwargs.get("nesterov", False))
 
 
 def fit_staged(
@@ -60,12 +53,6 @@ def fit_staged(
 
     Returns the History, epochs numbered on across stages, each row's ``stage`` the stage's label.
     """
-    stages = check_staged_arguments(stages, optimizer, fit_kwargs)
-    for stage in stages:
-        if stage.epochs == 0:
-            continue
-        apply_stage(model, stage, train_batchnorm)
-        opt = _stage_optimizer(model, stage, optimizer, lr_decay, fit_kwargs) if lr_decay is not None else optimizer
-        history = fit(model, train, val, stage.epochs, lr=stage.lr, optimizer=opt, stage=stage.label,
-                      history=history, **fit_kwargs)
-    return history if history is not None else History(meta={"framework": "torch"})
+    return run_stages(model, train, val, stages, framework="torch", apply_stage=apply_stage, fit=fit,
+                      layerwise_optimizer=layerwise_optimizer, train_batchnorm=train_batchnorm, lr_decay=lr_decay,
+                      optimizer=optimizer, history=history, fit_kwargs=fit_kwargs)

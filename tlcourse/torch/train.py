@@ -24,13 +24,12 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
-from tlcourse.config import seed_everything
 from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.memory import releases_memory
 from tlcourse.torch.conservative import L2SP
 from tlcourse.torch.freezing import keep_frozen_layers_in_eval
-from tlcourse.training import as_split, lr_factor
+from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, lr_factor, run_record
 
 __all__ = ["fit", "evaluate", "predict"]
 
@@ -203,18 +202,8 @@ def fit(
     Moves the model to CUDA when present (channels_last there), leaves it in eval mode and returns
     the History.
     """
-    train = as_split(train, "train")
-    if not len(train):
-        raise ValueError("the training split is empty")
-    val = as_split(val, "val") if val is not None else None
-    if early_stopping is not None and val is None:
-        raise ValueError("early_stopping watches val_loss: pass a validation split, fit(model, train, val, ...)")
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=<path> to resume from")
-    if penalty is not None and not callable(penalty):
-        raise TypeError(f"penalty must be a function model -> scalar tensor, such as L2SP(model); got {penalty!r}")
-    if seed is not None:
-        seed_everything(seed)
+    train, val = checked_fit_inputs(train, val, early_stopping=early_stopping, resume=resume, checkpoint=checkpoint,
+                                    penalty=penalty, seed=seed)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
@@ -232,15 +221,9 @@ def fit(
     stopper = _EarlyStopping(early_stopping) if early_stopping is not None else None
     if history is None:
         history = History(meta={"framework": "torch"})
-    run = {
-        "format": _CHECKPOINT_FORMAT,
-        "epoch_offset": history.last_epoch,  # this call's first epoch is numbered epoch_offset + 1
-        # Each epoch's order depends only on this seed and the epoch number, so a resumed run sees
-        # the same batches; without a seed it comes from torch's generator (seeded by seed_everything).
-        "shuffle_seed": seed if seed is not None else int(torch.randint(2**31 - 1, ()).item()),
-        "epochs_done": 0,
-        "stopped_early": False,
-    }
+    # without a seed, the batch order's seed comes from torch's generator (seeded by seed_everything)
+    shuffle_seed = seed if seed is not None else int(torch.randint(2**31 - 1, ()).item())
+    run = run_record(_CHECKPOINT_FORMAT, history.last_epoch, shuffle_seed)
 
     if resume and Path(checkpoint).exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -368,12 +351,7 @@ def _check_num_classes(model: nn.Module, train: Split, transform, device: torch.
     with torch.inference_mode():
         logits = model((transform or default_transform)(train.images[:2]).to(device))
     model.train(was_training)
-    if logits.ndim != 2:
-        raise ValueError(f"the model should output logits of shape (batch, classes), got {tuple(logits.shape)}")
-    needed = int(train.labels.max()) + 1
-    if logits.shape[1] < needed:
-        raise ValueError(f"the model outputs {logits.shape[1]} classes but the labels go up to {needed - 1}; "
-                         f"give it a {needed}-class head, e.g. swap_head(model, num_classes={needed})")
+    check_logits_shape(tuple(logits.shape), train.labels)
 
 
 def _describe(row: dict) -> str:
