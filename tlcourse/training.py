@@ -12,14 +12,46 @@ from tlcourse.data.card import Dataset, Split
 def as_split(data, name: str) -> Split:
     if isinstance(data, Dataset):
         raise TypeError(f"{name} is a whole Dataset; pass one split, e.g. fit(model, ds.train, ds.val)")
-    split = data if isinstance(data, Split) else Split(*(np.asarray(part) for part in data))
+    if not isinstance(data, Split):
+        images, labels = (np.asarray(part) for part in data)
+        check_image_array(images, name)
+        data = Split(images, labels)
+    split = data
     images, labels = split.images, split.labels
-    if images.shape[-1] not in (1, 3, 4) and images.shape[1] in (1, 3):
-        raise ValueError(f"{name} images have shape {images.shape}, which looks channels-first; "
-                         "pass NHWC, e.g. images.transpose(0, 2, 3, 1)")
+    check_image_array(images, name)
     if not np.issubdtype(labels.dtype, np.integer) or (len(labels) and labels.min() < 0):
         raise ValueError(f"{name} labels must be class indices 0..C-1 (integers), got {labels.dtype}")
     return split
+
+
+def check_image_array(images: np.ndarray, name: str) -> None:
+    """Refuse, naming the fix, what ``fit`` / ``evaluate`` / ``predict`` cannot read as uint8 NHWC images."""
+    subject = "the images" if name == "images" else f"the {name} images"
+    if images.dtype != np.uint8:
+        fix = ("from floats in [0, 1] pass (images * 255).round().astype('uint8'), from floats in 0..255 "
+               "images.round().astype('uint8')" if np.issubdtype(images.dtype, np.floating)
+               else "pass images.astype('uint8') if the values are 0..255")
+        raise TypeError(f"{subject} are {images.dtype}, but tlcourse takes uint8 pixels 0..255: {fix}")
+    if images.ndim == 3 and images.shape[-1] in (3, 4):
+        raise ValueError(f"{subject} have shape {images.shape}: one image, not a batch; pass images[None], a batch of one")
+    if images.ndim == 3:
+        raise ValueError(f"{subject} have shape {images.shape}: grey images without a channel axis; pass "
+                         "np.repeat(images[..., None], 3, axis=-1) for a network that takes RGB (images[..., None] for a grey one)")
+    if images.ndim != 4:
+        raise ValueError(f"{subject} should be a batch shaped (N, H, W, 3), got shape {images.shape}")
+    if images.shape[-1] not in (1, 3, 4) and images.shape[1] in (1, 3):
+        raise ValueError(f"{subject} have shape {images.shape}, which looks channels-first (N, C, H, W); "
+                         "pass channels-last, images.transpose(0, 2, 3, 1)")
+    if images.shape[-1] == 4:
+        raise ValueError(f"{subject} have 4 channels (RGBA?), shape {images.shape}; drop the alpha channel with images[..., :3]")
+
+
+def grey_input_hint(images: np.ndarray) -> str | None:
+    """What to do when a framework refuses ``images`` at the model's input, if their channels explain it."""
+    if images.ndim == 4 and images.shape[-1] == 1:
+        return (f"the images are grey, shape {images.shape}, and the network refused them (it takes RGB?); "
+                "pass np.repeat(images, 3, axis=-1)")
+    return None
 
 
 def checked_fit_inputs(train, val, *, early_stopping, resume: bool, checkpoint, penalty, seed):

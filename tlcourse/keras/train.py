@@ -11,6 +11,7 @@ early (``keras.callbacks.EarlyStopping``), and write a checkpoint that ``resume=
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.keras.conservative import L2SP
 from tlcourse.memory import releases_memory
-from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, lr_factor, run_record
+from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, grey_input_hint, lr_factor, run_record
 
 __all__ = ["fit", "evaluate", "predict"]
 
@@ -370,8 +371,21 @@ def fit(
     return history
 
 
+@contextlib.contextmanager
+def _hint_on_refused_input(images: np.ndarray):
+    """Turn Keras's raw "incompatible input" error for a grey batch into one that names the fix."""
+    try:
+        yield
+    except ValueError as error:
+        hint = grey_input_hint(images)
+        if hint is None:
+            raise
+        raise ValueError(hint) from error
+
+
 def _check_num_classes(model: keras.Model, train: Split, transform) -> None:
-    logits = model((transform or default_transform)(train.images[:2]), training=False)
+    with _hint_on_refused_input(train.images):
+        logits = model((transform or default_transform)(train.images[:2]), training=False)
     check_logits_shape(tuple(logits.shape), train.labels)
 
 
@@ -407,4 +421,8 @@ def predict(model: keras.Model, images, batch_size: int = 32, transform: Callabl
     """
     if isinstance(images, Split):
         images = images.images
-    return np.exp(_log_softmax(_all_logits(model, np.asarray(images), batch_size, transform))).astype(np.float32)
+    images = np.asarray(images)
+    as_split((images, np.zeros(len(images), dtype=np.int64)), "images")
+    with _hint_on_refused_input(images):
+        logits = _all_logits(model, images, batch_size, transform)
+    return np.exp(_log_softmax(logits)).astype(np.float32)
