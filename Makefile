@@ -10,7 +10,7 @@ EXTRAS ?= all
 # every plot then prints font warnings into the notebook's outputs.
 export MPLCONFIGDIR ?= $(abspath $(VENV))/matplotlib
 
-.PHONY: lab test test-lib test-notebooks check-claims install clean refresh course site
+.PHONY: lab test test-lib test-notebooks check check-claims install clean refresh course site test-gpu
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,19 @@ test: test-lib test-notebooks
 
 test-lib: $(STAMP)
 	TLCOURSE_PROFILE=quick $(PY) -m pytest tests/
+
+# The inner loop while changing the library: every test not marked slow (about a minute and a
+# half on 2 cores); `make test` and CI run them all.
+check: $(STAMP)
+	TLCOURSE_PROFILE=quick $(PY) -m pytest -m "not slow" -q tests/
+
+# On a machine with a GPU (install with `make install EXTRAS=gpu`): the GPU tests of every training
+# loop in both frameworks, then the GPU timings of the loop and extraction benchmarks.
+test-gpu: $(STAMP)
+	$(VENV)/bin/tlcourse doctor
+	TLCOURSE_PROFILE=quick $(PY) -m pytest -m gpu -rs tests/
+	$(PY) benchmarks/loop_overhead.py
+	$(PY) benchmarks/feature_extraction.py
 
 test-notebooks: $(STAMP)
 	TLCOURSE_PROFILE=quick $(PY) -m pytest --nbval notebooks/

@@ -117,6 +117,7 @@ def test_fetch_of_an_embedded_dataset_has_nothing_to_do(capsys, cache):
     assert status == 0 and "nothing to fetch" in out
 
 
+@pytest.mark.slow
 def test_backbone_file_names_match_torchvision_weights():
     if importlib.util.find_spec("torchvision") is None:
         pytest.skip("torchvision is not installed")

@@ -1,7 +1,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_torch_trains_after_keras_was_imported_through_tlcourse():
     # Without triton loaded first, the optimizer step below kills the interpreter (exit -11).
     code = (
@@ -14,6 +17,7 @@ def test_torch_trains_after_keras_was_imported_through_tlcourse():
     assert "trained" in result.stdout
 
 
+@pytest.mark.slow
 def test_torch_trains_when_tensorflow_was_imported_first():
     code = (
         "import warnings, tensorflow, tlcourse.torch, torch, torchvision\n"

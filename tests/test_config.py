@@ -46,6 +46,7 @@ def test_seed_everything_repeats_python_and_numpy_draws():
     assert tlcourse.current_seed() == 7
 
 
+@pytest.mark.slow
 def test_seed_is_applied_when_torch_is_imported_later():
     def first_draw(seed):
         code = f"import tlcourse; tlcourse.seed_everything({seed}); import tlcourse.torch, torch; print(torch.rand(1).item())"

@@ -264,6 +264,7 @@ def test_fit_adds_the_penalty_to_the_loss_and_records_it(framework):
     assert history["loss"][0] == pytest.approx(plain_history["loss"][0], rel=1e-5)  # the loss column is the CE alone
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_resume_with_a_penalty_reaches_the_same_numbers(framework, tmp_path):
     """The snapshot comes back from the checkpoint: a penalty made from other weights does not matter."""
@@ -339,6 +340,7 @@ def block_moves(framework: str) -> dict[str, float]:
     return moves
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_layerwise_rates_factor_zero_keeps_a_block_still_and_a_lower_factor_moves_less(framework):
     moves = block_moves(framework)

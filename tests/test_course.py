@@ -62,6 +62,7 @@ def test_execute_runs_in_the_requested_profile(chapters, monkeypatch):
     assert os.environ["TLCOURSE_PROFILE"] == "quick"  # restored afterwards
 
 
+@pytest.mark.slow
 def test_a_failing_chapter_is_reported_and_still_rendered(chapters, tmp_path, capsys):
     write_notebook(chapters / "03_broken.ipynb", new_markdown_cell("# Broken"),
                    new_code_cell("print('before')"), new_code_cell("raise RuntimeError('no such file: weights.h5')"))
@@ -75,6 +76,7 @@ def test_a_failing_chapter_is_reported_and_still_rendered(chapters, tmp_path, ca
     assert "before" in page and "no such file: weights.h5" in page
 
 
+@pytest.mark.slow
 def test_claims_reruns_with_another_seed_and_one_thread_and_lists_the_failing_asserts(tmp_path, capsys):
     folder = tmp_path / "notebooks"
     folder.mkdir()

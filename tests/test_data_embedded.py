@@ -68,6 +68,7 @@ def test_rule_of_thumb_targets_cover_all_four_cases():
     assert cases == {(True, True), (True, False), (False, True), (False, False)}
 
 
+@pytest.mark.slow
 def test_identical_arrays_in_another_process_whatever_the_global_random_state():
     here = digests(EMBEDDED)
     script = (

@@ -68,6 +68,7 @@ def test_the_cards_place_the_sets_in_the_four_case_rule():
 # --------------------------------------------------------------------------- a linear probe on the photos
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_a_linear_probe_on_imagenet_features_of_the_flowers_beats_chance_by_far(framework, monkeypatch, tmp_path):
     monkeypatch.setenv("TLCOURSE_HOME", str(tmp_path))

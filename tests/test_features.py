@@ -132,6 +132,7 @@ def test_block_features_are_the_pooled_block_output(models, few_images):
     np.testing.assert_allclose(block4["torch"], x.mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "keras"])
 def test_several_layers_in_one_pass_match_single_layers(framework, models, few_images, feature_folder):
     extract = extractors[framework]
@@ -210,6 +211,7 @@ def test_keras_cache_hit_returns_the_same_array_without_running_the_model(keras_
     np.testing.assert_array_equal(again, first)
 
 
+@pytest.mark.slow
 def test_one_changed_pixel_is_a_new_entry(torch_model, few_images, feature_folder, count_torch_forwards):
     before = tt.extract_features(torch_model, few_images, size=SIZE, progress=False)
     changed = few_images.copy()

@@ -51,6 +51,7 @@ def assert_same_weights(a: keras.Model, b: keras.Model) -> None:
         np.testing.assert_array_equal(left, right)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_the_model_learns():
     history = fit(tiny_net(), TRAIN, VAL, epochs=4, lr=1e-2, seed=0, progress=False)
     losses = history["loss"]
@@ -73,11 +74,13 @@ def test_frozen_layer_and_frozen_batchnorm_do_not_move():
     assert not np.array_equal(trained_bn.moving_mean.numpy(), trained_mean)
 
 
+@pytest.mark.slow
 def test_seeded_runs_repeat_exactly():
     runs = [fit(tiny_net(), TRAIN, VAL, epochs=2, lr=1e-2, seed=3, progress=False) for _ in range(2)]
     assert same_numbers(*runs)
 
 
+@pytest.mark.slow
 def test_resume_reaches_the_same_numbers_as_an_uninterrupted_run(tmp_path):
     class Interrupted(Exception):
         pass
@@ -102,6 +105,7 @@ def test_resume_reaches_the_same_numbers_as_an_uninterrupted_run(tmp_path):
     assert_same_weights(straight, resumed)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_and_restores_the_best_weights():
     # Validation labels are shifted by one class: the better the model learns, the worse val_loss gets.
     contrary = Split(VAL.images, (VAL.labels + 1) % 4)
@@ -114,6 +118,7 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     assert evaluate(model, contrary)["loss"] == pytest.approx(best["val_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_resuming_an_early_stopped_run_gives_back_its_best_weights(tmp_path):
     contrary = Split(VAL.images, (VAL.labels + 1) % 4)
     settings = dict(epochs=20, lr=1e-2, early_stopping=2, seed=0, progress=False, checkpoint=tmp_path / "run.ckpt")
@@ -125,6 +130,7 @@ def test_resuming_an_early_stopped_run_gives_back_its_best_weights(tmp_path):
     assert_same_weights(finished, again)
 
 
+@pytest.mark.slow
 def test_history_argument_continues_epochs_and_labels_stages():
     model = tiny_net()
     history = fit(model, TRAIN, epochs=1, stage="top", progress=False)
@@ -136,6 +142,7 @@ def test_history_argument_continues_epochs_and_labels_stages():
     assert history["lr"][1:] == pytest.approx([0.1, 0.01])
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_agree_and_accept_a_numpy_transform():
     model = tiny_net()
     fit(model, TRAIN, epochs=1, lr=1e-2, progress=False)

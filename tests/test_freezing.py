@@ -166,6 +166,7 @@ def test_summary_parity(torch_model, keras_model, choice, train_batchnorm):
 
 
 # -- a frozen block computes what it was pretrained to compute, in training mode too -------------
+@pytest.mark.slow
 def test_stochastic_depth_runs_in_trainable_blocks_only_in_both_frameworks():
     torch = pytest.importorskip("torch")
     keras = pytest.importorskip("keras")

@@ -57,6 +57,7 @@ def test_torch_swap_head_output_and_sharing(torch_base):
     assert not model.top.bn.weight.requires_grad and not model.top.conv.weight.requires_grad
 
 
+@pytest.mark.slow
 def test_torch_swapped_model_trains(torch_base):
     model = torch_swap_head(torch_base, 3)
     tfreeze.freeze(model)
@@ -78,6 +79,7 @@ def test_keras_swap_head_output_and_sharing(keras_base):
     assert trained == {"top_hidden1", "top_classifier"}  # top_conv, the last pretrained layer, stays
 
 
+@pytest.mark.slow
 def test_a_new_head_starts_near_chance_on_real_photos_in_both_frameworks():
     """EfficientNet's classifier start (+-1/sqrt(classes)) suits 1,000 classes; on five it gave a first
     loss near 10, and Adam needed many epochs to undo it. A fresh head should start near log(5)."""

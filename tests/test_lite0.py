@@ -98,6 +98,7 @@ def _keras_logits(model, nhwc: np.ndarray) -> np.ndarray:
 # --- framework-neutral facts -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_imagenet_class_names_match_torchvision_order():
     # In a subprocess: importing torchvision.models loads triton, which crashes a process where
     # TensorFlow is already loaded (as it may be by other test modules).
@@ -328,6 +329,7 @@ def test_torch_weights_none_path_and_new_head(tmp_path, torch_model):
         build_lite0(weights=tmp_path / "missing.pt")
 
 
+@pytest.mark.slow
 def test_keras_weights_none_path_and_new_head(tmp_path, keras_model):
     from tlcourse.keras import build_lite0
 
@@ -354,6 +356,7 @@ def test_keras_weights_none_path_and_new_head(tmp_path, keras_model):
         build_lite0(weights=garbage)
 
 
+@pytest.mark.slow
 def test_corrupt_keras_cache_is_detected_and_rebuilt(keras_model):
     from tlcourse.keras import build_lite0
     from tlcourse.keras.lite0 import imagenet_weights_file

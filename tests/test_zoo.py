@@ -214,6 +214,7 @@ def feature_widths(torch_models, keras_models, name, keras_size):
     return {b: ours[b].shape[1] for b in names}, {b: theirs[b].shape[1] for b in names}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, keras_size", [("efficientnet_b0", 224), ("mobilenet_v3_small", 48)])
 def test_block_features_have_the_same_width_in_both(torch_models, keras_models, name, keras_size):
     torch_widths, keras_widths = feature_widths(torch_models, keras_models, name, keras_size)
@@ -299,6 +300,7 @@ def test_torch_imagenet_loads_from_the_cache_and_swaps_the_classifier(empty_torc
     assert torch.equal(ten.features[5].block[0][0].weight, source.features[5].block[0][0].weight)
 
 
+@pytest.mark.slow
 def test_keras_imagenet_loads_the_downloaded_file_and_swaps_the_classifier(tmp_path, monkeypatch):
     """keras.applications' own loading, fed a legacy .h5 as if get_file had found it in its cache."""
     import h5py
