@@ -70,21 +70,19 @@ def test_a_c_library_without_mallopt_is_left_alone(monkeypatch):
 RESIDENT_AFTER_FREE = r"""
 import sys
 sys.path.insert(0, {root!r})
-from tlcourse.memory import releases_memory
+from tlcourse.memory import release_free_memory
 def resident_mb():
     return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
 pins = []
-@releases_memory
 def train():
     blocks = []
     for i in range(4_600):
         blocks.append(bytes([i % 256]) * 65_000)  # built at run time, one object each
         pins.append(bytes([i % 256]) * 1_000)  # larger than the 512 bytes Python serves from its own pools
     return len(blocks)
+train()
 if {release}:
-    train()
-else:
-    train.__wrapped__()
+    release_free_memory()  # what the hook that setup() registers does after every cell
 print(resident_mb())
 """
 
@@ -96,7 +94,7 @@ def resident_mb(release: bool) -> int:
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc only")
-def test_memory_freed_by_a_training_function_goes_back_to_the_system():
+def test_memory_freed_by_a_training_function_goes_back_to_the_system_when_released():
     kept, released = resident_mb(release=False), resident_mb(release=True)
     assert kept - released > 200, (kept, released)
 
@@ -104,4 +102,25 @@ def test_memory_freed_by_a_training_function_goes_back_to_the_system():
 def test_release_without_glibc_reports_nothing_released(monkeypatch):
     monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError("no libc")))
     assert memory.release_free_memory() is False
-    assert memory.releases_memory(lambda: 7)() == 7
+
+
+def test_setup_releases_memory_after_every_cell_of_a_kernel_once(monkeypatch):
+    import IPython
+
+    class Events:
+        def __init__(self):
+            self.callbacks = {"post_run_cell": []}
+
+        def register(self, name, function):
+            self.callbacks[name].append(function)
+
+    shell = type("Shell", (), {"events": Events()})()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    released = []
+    monkeypatch.setattr(memory, "release_free_memory", lambda: released.append(True) or True)
+    assert memory.release_after_every_cell() and memory.release_after_every_cell()
+    assert len(shell.events.callbacks["post_run_cell"]) == 1  # registered once, however often setup() runs
+    shell.events.callbacks["post_run_cell"][0](None)
+    assert released == [True]
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert memory.release_after_every_cell() is False  # a plain script: nothing to hook into

@@ -12,17 +12,19 @@ framework is imported. (A fixed, low mmap threshold would also hand large freed 
 once, but every such tensor then costs fresh pages from the kernel; on 2 cores that made training
 several times slower, so it is not set.)
 
-:func:`release_free_memory` does the cheap part of that once per call, when training or a pass over
-a dataset (``fit``, ``evaluate``, ``predict``, ``extract_features``, ``block_inputs``) ends: memory
-it freed but ``malloc`` kept for later goes back to the system (a few milliseconds), so the kernel's
-resident size falls back to what it holds and the next cell's peak starts from there. Measured in
-chapter 02's cells, run in one process: after the head-only training, 1.50 GiB resident instead of 1.95.
+:func:`release_free_memory` does the cheap part of that: memory the process freed but ``malloc``
+kept for later goes back to the system (a few milliseconds), so the kernel's resident size falls
+back to what it holds and the next cell's peak starts from there. :func:`tlcourse.setup` has the
+notebook's kernel call it after every cell (:func:`release_after_every_cell`), the learner's own
+cells included. Measured with ``benchmarks/notebooks.py`` against calling it at the end of every
+``fit``, ``evaluate``, ``predict`` and extraction instead: the chapters' peaks stayed within
+0.05 GiB of those (the largest 2.40 GiB then, 2.39 and 2.41 GiB in two runs with the hook), and
+chapter 07's fell from 1.58 to 1.42 GiB.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 
 M_ARENA_MAX = -8  # glibc's mallopt() parameter number for the arena limit (malloc.h)
 
@@ -57,14 +59,26 @@ def release_free_memory() -> bool:
     return trim is not None and trim(0) == 1
 
 
-def releases_memory(function):
-    """Decorator for a function that trains or runs a model over a dataset: once it has returned,
-    and its optimizer, batches and other locals are gone, hand the memory they held back with
-    :func:`release_free_memory`."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        finally:
-            release_free_memory()
-    return wrapper
+def release_after_every_cell() -> bool:
+    """In IPython or Jupyter, call :func:`release_free_memory` after every cell the kernel runs, the
+    learner's own cells included; ``True`` if registered (once per kernel), ``False`` outside IPython.
+
+    A cell that trains, extracts features or evaluates frees its batches, optimizer and other
+    temporaries when it ends; handing that memory back then keeps the next cell's peak from
+    starting higher (a few milliseconds per cell).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    callbacks = shell.events.callbacks["post_run_cell"]
+    if _release_after_cell not in callbacks:
+        shell.events.register("post_run_cell", _release_after_cell)
+    return True
+
+
+def _release_after_cell(result=None) -> None:
+    release_free_memory()

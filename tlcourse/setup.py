@@ -5,7 +5,7 @@ import importlib.metadata
 import importlib.util
 
 from tlcourse.config import course_seed, home, profile, seed_everything
-from tlcourse.memory import configure_malloc
+from tlcourse.memory import configure_malloc, release_after_every_cell
 
 
 def _version(dist: str) -> str | None:
@@ -45,6 +45,7 @@ def setup(verbose: bool = True) -> dict:
     :func:`~tlcourse.config.course_seed` (``info["seed"]``, which the chapters pass on to every run).
     """
     configure_malloc()
+    release_after_every_cell()
     info = {"profile": profile(), "seed": seed_everything(course_seed()), "device": device(),
             "cache": str(home()), **framework_versions()}
     if verbose:

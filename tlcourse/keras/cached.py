@@ -27,7 +27,6 @@ from tlcourse.data.card import Split
 from tlcourse.keras.freezing import _is_lite0
 from tlcourse.keras.lite0 import LITE0_BLOCKS, lite0_blocks
 from tlcourse.keras.preprocess import preprocess
-from tlcourse.memory import releases_memory
 from tlcourse.stages import resolve_blocks
 from tlcourse.training import as_split
 
@@ -57,7 +56,6 @@ def upper_blocks(model: keras.Model, block: str) -> keras.Model:
     return keras.Model(_input_of(model, block), model.output, name=model.name)
 
 
-@releases_memory
 def block_inputs(model: keras.Model, data, block: str, *, size: int, gray_to_rgb: bool = False,
                  batch_size: int = 64) -> Split:
     """What ``block`` receives for every image of ``data`` (a Split or (images, labels)), in inference mode.

@@ -27,7 +27,6 @@ from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.keras.lite0 import torch_layout
 from tlcourse.keras.train import default_transform, evaluate
-from tlcourse.memory import releases_memory
 from tlcourse.training import as_split
 
 __all__ = ["GradientReversal", "reverse_gradient", "DANN", "build_dann", "build_dann_digits", "fit_dann",
@@ -155,7 +154,6 @@ def build_dann_digits(num_classes: int = 10, input_shape: tuple[int, int, int] =
 
 
 # -- training -------------------------------------------------------------------------------------
-@releases_memory
 def fit_dann(
     model: DANN,
     source,

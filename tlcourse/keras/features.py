@@ -31,7 +31,6 @@ from tlcourse import features as shared
 from tlcourse import lite0 as spec
 from tlcourse.keras.lite0 import lite0_blocks
 from tlcourse.keras.preprocess import preprocess as imagenet_preprocess
-from tlcourse.memory import releases_memory
 from tlcourse.stages import HEAD_BLOCK
 
 __all__ = ["extract_features", "register_backbone"]
@@ -109,7 +108,6 @@ def _feature_model(model: keras.Model, blocks, wanted: list[str], head_name: str
     return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
 
 
-@releases_memory
 def extract_features(
     backbone: keras.Model,
     data,

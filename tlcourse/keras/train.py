@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.keras.conservative import L2SP
-from tlcourse.memory import releases_memory
 from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, grey_input_hint, lr_factor, run_record
 
 __all__ = ["fit", "evaluate", "predict"]
@@ -260,7 +259,6 @@ def _load_checkpoint(path: Path, model: keras.Model, penalty=None) -> tuple[dict
 
 
 # -- the loop -------------------------------------------------------------------------------------
-@releases_memory
 def fit(
     model: keras.Model,
     train,
@@ -400,7 +398,6 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-@releases_memory
 def evaluate(model: keras.Model, data, batch_size: int = 32, transform: Callable | None = None) -> dict:
     """Mean cross-entropy and accuracy on ``data`` (a Split or (images, labels)), in inference mode.
 
@@ -413,7 +410,6 @@ def evaluate(model: keras.Model, data, batch_size: int = 32, transform: Callable
             "accuracy": float(np.mean(log_probabilities.argmax(1) == split.labels))}
 
 
-@releases_memory
 def predict(model: keras.Model, images, batch_size: int = 32, transform: Callable | None = None) -> np.ndarray:
     """Class probabilities (softmax of the model's logits), a float32 array of shape (N, classes).
 

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from tlcourse.data.card import Split
-from tlcourse.memory import releases_memory
 from tlcourse.stages import resolve_blocks
 from tlcourse.torch.lite0 import LITE0_BLOCKS, LITE0_MODULES, EfficientNetLite0
 from tlcourse.torch.preprocess import preprocess
@@ -62,7 +61,6 @@ def upper_blocks(model: EfficientNetLite0, block: str) -> EfficientNetLite0:
     return upper
 
 
-@releases_memory
 def block_inputs(model: EfficientNetLite0, data, block: str, *, size: int, gray_to_rgb: bool = False,
                  batch_size: int = 64) -> Split:
     """What ``block`` receives for every image of ``data`` (a Split or (images, labels)), in eval mode.

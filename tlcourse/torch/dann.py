@@ -24,7 +24,6 @@ from torch import nn
 from tlcourse import dann as shared
 from tlcourse.data.card import Split
 from tlcourse.history import History
-from tlcourse.memory import releases_memory
 from tlcourse.torch.freezing import keep_frozen_layers_in_eval
 from tlcourse.torch.train import _adam, _device_of, default_transform, evaluate
 from tlcourse.training import as_split
@@ -161,7 +160,6 @@ def build_dann_digits(num_classes: int = 10, input_shape: tuple[int, int, int] =
 
 
 # -- training -------------------------------------------------------------------------------------
-@releases_memory
 def fit_dann(
     model: DANN,
     source,

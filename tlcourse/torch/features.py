@@ -32,7 +32,6 @@ from torch import nn
 
 from tlcourse import features as shared
 from tlcourse import lite0 as spec
-from tlcourse.memory import releases_memory
 from tlcourse.stages import HEAD_BLOCK
 from tlcourse.torch.lite0 import EfficientNetLite0, lite0_blocks
 from tlcourse.torch.preprocess import preprocess as imagenet_preprocess
@@ -125,7 +124,6 @@ def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-@releases_memory
 def extract_features(
     backbone: nn.Module,
     data,

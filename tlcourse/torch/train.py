@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 from tlcourse.data.card import Split
 from tlcourse.history import History
-from tlcourse.memory import releases_memory
 from tlcourse.torch.conservative import L2SP
 from tlcourse.torch.freezing import keep_frozen_layers_in_eval
 from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, grey_input_hint, lr_factor, run_record
@@ -155,7 +154,6 @@ class _EarlyStopping:
 
 
 # -- the loop -------------------------------------------------------------------------------------
-@releases_memory
 def fit(
     model: nn.Module,
     train,
@@ -401,7 +399,6 @@ def _score(model: nn.Module, loader: DataLoader, device: torch.device) -> dict:
     return {"loss": loss_sum.item() / count, "accuracy": correct.item() / count}
 
 
-@releases_memory
 def evaluate(model: nn.Module, data, batch_size: int = 32, transform: Callable | None = None) -> dict:
     """Mean cross-entropy and accuracy on ``data`` (a Split or (images, labels)), in eval mode.
 
@@ -412,7 +409,6 @@ def evaluate(model: nn.Module, data, batch_size: int = 32, transform: Callable |
     return _score(model, _loader(split, batch_size, transform, device), device)
 
 
-@releases_memory
 def predict(model: nn.Module, images, batch_size: int = 32, transform: Callable | None = None) -> np.ndarray:
     """Class probabilities (softmax of the model's logits), a float32 array of shape (N, classes).
 

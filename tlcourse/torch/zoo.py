@@ -13,7 +13,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from tlcourse import lite0 as _lite0
-from tlcourse.memory import releases_memory
 from tlcourse.zoo import NAMES, ZooTable, card
 
 
@@ -110,7 +109,6 @@ def zoo_table(names=NAMES, *, latency: bool = False, size: int = 224, repeats: i
     return ZooTable([_zoo_row(name, latency, size, repeats) for name in names])
 
 
-@releases_memory
 def _zoo_row(name: str, latency: bool, size: int, repeats: int) -> dict:
     """One row of :func:`zoo_table`; the model is gone (and its memory handed back) when it returns,
     so VGG16's half a gigabyte of weights never sits beside the next model's."""
