@@ -203,7 +203,8 @@ def fit_dann(
     domain_lambda: ``None`` for the paper's ``2 / (1 + exp(-gamma p)) - 1``, or a constant, or
         a function progress → lambda.
     transform: uint8 images → the network's input, for the source batches and ``val`` (default:
-        scaled to [0, 1]). target_transform: the same for the target batches and ``target_eval`` (default: ``transform``).
+        scaled to [0, 1]). target_transform: the same for the target batches and ``target_eval``
+        (default: ``transform``).
     seed: seeds Python, numpy and torch and fixes the batch order, so a CPU run repeats exactly.
 
     Returns the shared :class:`History`, one row per epoch: ``loss`` and ``accuracy`` (label loss
