@@ -1,6 +1,7 @@
 """The parts of a training loop that do not depend on the framework: input checks and schedules."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -12,13 +13,9 @@ from tlcourse.data.card import Dataset, Split
 def as_split(data, name: str) -> Split:
     if isinstance(data, Dataset):
         raise TypeError(f"{name} is a whole Dataset; pass one split, e.g. fit(model, ds.train, ds.val)")
-    if not isinstance(data, Split):
-        images, labels = (np.asarray(part) for part in data)
-        check_image_array(images, name)
-        data = Split(images, labels)
-    split = data
-    images, labels = split.images, split.labels
+    images, labels = (data.images, data.labels) if isinstance(data, Split) else (np.asarray(part) for part in data)
     check_image_array(images, name)
+    split = data if isinstance(data, Split) else Split(images, labels)
     if not np.issubdtype(labels.dtype, np.integer) or (len(labels) and labels.min() < 0):
         raise ValueError(f"{name} labels must be class indices 0..C-1 (integers), got {labels.dtype}")
     return split
@@ -46,12 +43,17 @@ def check_image_array(images: np.ndarray, name: str) -> None:
         raise ValueError(f"{subject} have 4 channels (RGBA?), shape {images.shape}; drop the alpha channel with images[..., :3]")
 
 
-def grey_input_hint(images: np.ndarray) -> str | None:
-    """What to do when a framework refuses ``images`` at the model's input, if their channels explain it."""
-    if images.ndim == 4 and images.shape[-1] == 1:
-        return (f"the images are grey, shape {images.shape}, and the network refused them (it takes RGB?); "
-                "pass np.repeat(images, 3, axis=-1)")
-    return None
+@contextlib.contextmanager
+def hint_on_refused_input(images: np.ndarray, refusal: type[Exception]):
+    """Turn the framework's raw error (``refusal``) for a grey batch fed to an RGB network into one
+    that names the fix; any other error passes unchanged."""
+    try:
+        yield
+    except refusal as error:
+        if not (images.ndim == 4 and images.shape[-1] == 1):
+            raise
+        raise ValueError(f"the images are grey, shape {images.shape}, and the network refused them (it takes RGB?); "
+                         "pass np.repeat(images, 3, axis=-1)") from error
 
 
 def checked_fit_inputs(train, val, *, early_stopping, resume: bool, checkpoint, penalty, seed):

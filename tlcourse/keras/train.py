@@ -11,7 +11,6 @@ early (``keras.callbacks.EarlyStopping``), and write a checkpoint that ``resume=
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from tqdm.auto import tqdm
 from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.keras.conservative import L2SP
-from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, grey_input_hint, lr_factor, run_record
+from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, hint_on_refused_input, lr_factor, run_record
 
 __all__ = ["fit", "evaluate", "predict"]
 
@@ -327,7 +326,8 @@ def fit(
     if history is None:
         history = History(meta={"framework": "keras"})
     # each epoch's order depends only on this seed and the epoch number (see _pipeline)
-    run = run_record(_CHECKPOINT_FORMAT, history.last_epoch, seed if seed is not None else int(np.random.randint(2**31 - 1)))
+    shuffle_seed = seed if seed is not None else int(np.random.randint(2**31 - 1))
+    run = run_record(_CHECKPOINT_FORMAT, history.last_epoch, shuffle_seed)
     resumed_stopper = None
     if resume and Path(checkpoint).exists():
         saved, best_weights = _load_checkpoint(Path(checkpoint), model, penalty)
@@ -369,20 +369,8 @@ def fit(
     return history
 
 
-@contextlib.contextmanager
-def _hint_on_refused_input(images: np.ndarray):
-    """Turn Keras's raw "incompatible input" error for a grey batch into one that names the fix."""
-    try:
-        yield
-    except ValueError as error:
-        hint = grey_input_hint(images)
-        if hint is None:
-            raise
-        raise ValueError(hint) from error
-
-
 def _check_num_classes(model: keras.Model, train: Split, transform) -> None:
-    with _hint_on_refused_input(train.images):
+    with hint_on_refused_input(train.images, ValueError):
         logits = model((transform or default_transform)(train.images[:2]), training=False)
     check_logits_shape(tuple(logits.shape), train.labels)
 
@@ -419,6 +407,6 @@ def predict(model: keras.Model, images, batch_size: int = 32, transform: Callabl
         images = images.images
     images = np.asarray(images)
     as_split((images, np.zeros(len(images), dtype=np.int64)), "images")
-    with _hint_on_refused_input(images):
+    with hint_on_refused_input(images, ValueError):
         logits = _all_logits(model, images, batch_size, transform)
     return np.exp(_log_softmax(logits)).astype(np.float32)

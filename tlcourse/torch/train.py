@@ -10,7 +10,6 @@ very numbers an uninterrupted one reaches.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -29,7 +28,7 @@ from tlcourse.data.card import Split
 from tlcourse.history import History
 from tlcourse.torch.conservative import L2SP
 from tlcourse.torch.freezing import keep_frozen_layers_in_eval
-from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, grey_input_hint, lr_factor, run_record
+from tlcourse.training import as_split, check_logits_shape, checked_fit_inputs, hint_on_refused_input, lr_factor, run_record
 
 __all__ = ["fit", "evaluate", "predict"]
 
@@ -343,23 +342,11 @@ def _save_checkpoint(path, state: dict) -> None:
     os.replace(partial, path)  # a run killed mid-save leaves the previous checkpoint intact
 
 
-@contextlib.contextmanager
-def _hint_on_refused_input(images: np.ndarray):
-    """Turn torch's raw channel error for a grey batch into one that names the fix."""
-    try:
-        yield
-    except RuntimeError as error:
-        hint = grey_input_hint(images)
-        if hint is None:
-            raise
-        raise ValueError(hint) from error
-
-
 def _check_num_classes(model: nn.Module, train: Split, transform, device: torch.device) -> None:
     """Fail early, with the fix, when the head is too small for the labels."""
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), _hint_on_refused_input(train.images):
+    with torch.inference_mode(), hint_on_refused_input(train.images, RuntimeError):
         logits = model((transform or default_transform)(train.images[:2]).to(device))
     model.train(was_training)
     check_logits_shape(tuple(logits.shape), train.labels)
@@ -420,6 +407,6 @@ def predict(model: nn.Module, images, batch_size: int = 32, transform: Callable 
     split = as_split((images, np.zeros(len(images), dtype=np.int64)), "images")
     device = _device_of(model)
     loader = _loader(split, batch_size, transform, device)
-    with _hint_on_refused_input(split.images):
+    with hint_on_refused_input(split.images, RuntimeError):
         probabilities = [logits.softmax(1).cpu() for logits, _ in _logits(model, loader, device)]
     return torch.cat(probabilities).numpy()

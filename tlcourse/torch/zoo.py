@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from tlcourse import lite0 as _lite0
+from tlcourse.torch.backbones import _weights_enum, backbone as build_backbone
 from tlcourse.zoo import NAMES, ZooTable, card
 
 
@@ -38,11 +39,7 @@ def imagenet_metadata(name: str) -> dict:
             "recipe": "https://github.com/tensorflow/tpu/tree/master/models/official/efficientnet/lite",
             "weights": _lite0.WEIGHTS_WHEEL,
         }
-    import torchvision.models  # imported here: building the table needs it, `import tlcourse.torch` does not
-
-    enum_name, member = backbone.torch_weights.split(".")
-    weights = getattr(getattr(torchvision.models, enum_name), member)
-    meta = weights.meta
+    meta = _weights_enum(backbone).meta
     metrics = meta["_metrics"]["ImageNet-1K"]
     return {
         "acc@1": metrics["acc@1"],
@@ -112,10 +109,8 @@ def zoo_table(names=NAMES, *, latency: bool = False, size: int = 224, repeats: i
 def _zoo_row(name: str, latency: bool, size: int, repeats: int) -> dict:
     """One row of :func:`zoo_table`; the model is gone (and its memory handed back) when it returns,
     so VGG16's half a gigabyte of weights never sits beside the next model's."""
-    from tlcourse.torch.backbones import backbone
-
     meta = imagenet_metadata(name)
-    model = backbone(name, weights=None)
+    model = build_backbone(name, weights=None)
     params = sum(p.numel() for p in model.parameters())
     if params != meta["num_params"]:  # pragma: no cover - would mean a different architecture
         raise AssertionError(f"{name}: {params} parameters, but its metadata says {meta['num_params']}")
